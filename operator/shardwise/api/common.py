@@ -1,0 +1,123 @@
+"""Shared pieces of every resource: metadata, conditions, the envelope."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from shardwise import API_GROUP, API_VERSION
+
+API = f"{API_GROUP}/{API_VERSION}"
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+# A Kubernetes DNS-1123 label: it is safe as a store key segment and a Job name part.
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=63, pattern=DNS1123_LABEL),
+    Field(description="A DNS-1123 label: lowercase letters, digits and '-', at most 63 characters."),
+]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Strict(BaseModel):
+    """Unknown fields are errors: a typo in a manifest must not be ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+class Lenient(BaseModel):
+    """Statuses and metadata tolerate fields written by other tools."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ObjectMeta(Lenient):
+    name: Name
+    namespace: Name = Field("default", description="The tenant: one store prefix per namespace.")
+    uid: str | None = None
+    generation: int | None = None
+    creationTimestamp: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(Lenient):
+    type: str = Field(description="Ready, Progressing, Failed, Degraded, ...")
+    status: ConditionStatus
+    reason: str = Field("", description="CamelCase reason for the last transition.")
+    message: str = Field("", description="Human-readable detail.")
+    lastTransitionTime: str = Field(default_factory=lambda: iso(now()))
+
+
+class StatusBase(Lenient):
+    phase: str = "Pending"
+    observedGeneration: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    message: str = ""
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def set_condition(self, type_: str, status: ConditionStatus, reason: str, message: str = "") -> None:
+        """Set a condition; lastTransitionTime moves only when status changes."""
+        old = self.condition(type_)
+        if old is not None and old.status == status:
+            old.reason, old.message = reason, message
+            return
+        new = Condition(type=type_, status=status, reason=reason, message=message)
+        self.conditions = [c for c in self.conditions if c.type != type_] + [new]
+
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+StatusT = TypeVar("StatusT", bound=StatusBase)
+
+
+class Resource(Lenient, Generic[SpecT, StatusT]):
+    """The envelope of every Shardwise custom resource."""
+
+    KIND: ClassVar[str] = ""
+    PLURAL: ClassVar[str] = ""
+    SHORT_NAMES: ClassVar[list[str]] = []
+    # (name, type, jsonPath, description) for kubectl get
+    PRINTER_COLUMNS: ClassVar[list[tuple[str, str, str, str]]] = []
+
+    apiVersion: Literal["shardwise.io/v1alpha1"] = API
+    kind: str
+    metadata: ObjectMeta
+    spec: SpecT
+    status: StatusT | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _kind_matches(cls, v: str) -> str:
+        if cls.KIND and v != cls.KIND:
+            raise ValueError(f"kind must be {cls.KIND!r}, not {v!r}")
+        return v
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    def to_doc(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def dns_label_ok(s: str) -> bool:
+    return len(s) <= 63 and re.match(DNS1123_LABEL, s) is not None

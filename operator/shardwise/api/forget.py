@@ -1,0 +1,52 @@
+"""ForgetRequest: remove samples from a Dataset and every model trained on it."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from shardwise.api.common import Name, Resource, StatusBase, Strict
+
+
+class ForgetRequestSpec(Strict):
+    datasetRef: Name = Field(description="The Dataset (same namespace) to forget samples from.")
+    sampleIds: list[str] = Field(
+        default_factory=list, max_length=100_000, description="Sample ids to forget (set this or ownerKey)."
+    )
+    ownerKey: str | None = Field(
+        None, min_length=1, max_length=256, description="Forget every sample of this owner key."
+    )
+    deadlineDays: int = Field(30, ge=1, le=3650, description="Days from creation within which it must complete.")
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> "ForgetRequestSpec":
+        if bool(self.sampleIds) == (self.ownerKey is not None):
+            raise ValueError("set exactly one of spec.sampleIds or spec.ownerKey")
+        if any(not 1 <= len(i) <= 256 for i in self.sampleIds):
+            raise ValueError("spec.sampleIds: every id must be 1 to 256 characters")
+        return self
+
+
+class ForgetRequestStatus(StatusBase):
+    datasetRevision: int | None = Field(None, description="The Dataset revision that tombstones these samples.")
+    samples: int | None = Field(None, description="Samples resolved and tombstoned by this request.")
+    alreadyForgotten: int | None = Field(None, description="Samples that an earlier request had forgotten.")
+    unknownIds: list[str] = Field(default_factory=list, description="Ids not in the Dataset (never guessed).")
+    acceptedAt: str | None = None
+    completedAt: str | None = None
+    deadline: str | None = None
+    certificate: dict[str, Any] | None = Field(None, description="What held the samples, what was purged, new hashes.")
+
+
+class ForgetRequest(Resource[ForgetRequestSpec, ForgetRequestStatus]):
+    KIND: ClassVar[str] = "ForgetRequest"
+    PLURAL: ClassVar[str] = "forgetrequests"
+    SHORT_NAMES: ClassVar[list[str]] = ["swfr"]
+    PRINTER_COLUMNS: ClassVar[list[tuple[str, str, str, str]]] = [
+        ("Phase", "string", ".status.phase", "Pending, Queued, Retraining, Complete or Failed"),
+        ("Dataset", "string", ".spec.datasetRef", ""),
+        ("Samples", "integer", ".status.samples", "samples tombstoned"),
+        ("Revision", "integer", ".status.datasetRevision", "dataset revision"),
+        ("Age", "date", ".metadata.creationTimestamp", ""),
+    ]

@@ -1,0 +1,18 @@
+"""Combine the shards' outputs into one prediction. Pure numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def aggregate(probs: np.ndarray, method: str) -> np.ndarray:
+    """probs: (S, N, C) softmax outputs of S shards -> (N, C) ensemble scores."""
+    if method == "softmax-mean":
+        return probs.mean(axis=0)
+    if method == "vote":
+        s, n, c = probs.shape
+        votes = np.zeros((n, c))
+        np.add.at(votes, (np.arange(n)[None, :].repeat(s, 0), probs.argmax(axis=2)), 1.0)
+        # ties are broken by the mean softmax, so the vote is deterministic
+        return votes + probs.mean(axis=0) * 1e-6
+    raise ValueError(f"unknown aggregation {method!r}")

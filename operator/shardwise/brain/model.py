@@ -1,0 +1,161 @@
+"""Reconcile a ShardedModel: observed state in, actions and status out. Pure.
+
+One rule covers first training, forgetting and relabelling alike: every shard
+must end with a chain of checkpoints whose lineage matches the current dataset
+revision. Where it does not, the shard is retrained from the first stale slice.
+When every shard is current, the chains are published as one new version; then
+whatever still holds forgotten samples is purged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shardwise.api.model import ShardedModelSpec, ShardedModelStatus
+from shardwise.brain.lineage import Chain, CheckpointRef, plan_shard
+from shardwise.brain.versions import JobRecord, VersionManifest, job_name
+
+
+# -- actions -------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartJob:
+    name: str
+    shard: int
+    from_slice: int
+    revision: int
+    parent: CheckpointRef | None
+    keep: Chain
+    purpose: str  # "train" (first time) or "retrain"
+
+
+@dataclass(frozen=True)
+class Publish:
+    manifest: VersionManifest
+
+
+@dataclass(frozen=True)
+class Purge:
+    """Remove what still holds samples forgotten up to `revision` (after a publish)."""
+
+    revision: int
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    version: int
+
+
+Action = StartJob | Publish | Purge | Evaluate
+
+
+@dataclass(frozen=True)
+class ModelObservation:
+    name: str
+    spec: ShardedModelSpec
+    status: ShardedModelStatus
+    generation: int | None
+    revision: int | None  # current revision of the Dataset; None while it is not ready
+    fingerprints: list[list[str]] | None  # [shard][slice] at that revision
+    published: VersionManifest | None
+    jobs: list[JobRecord] = field(default_factory=list)
+    purged_revision: int = 0  # highest revision whose purge has been carried out
+    evaluated_version: int | None = None
+
+
+def _latest_chain(shard: int, published: VersionManifest | None, jobs: list[JobRecord]) -> Chain | None:
+    """The newest complete chain known for a shard: a finished job's, else the published one."""
+    done = [j for j in jobs if j.shard == shard and j.state == "succeeded" and j.chain]
+    if done:
+        best = max(done, key=lambda j: (j.revision, j.from_slice))
+        if published is None or best.revision >= published.revision:
+            return best.chain
+    return published.chains[shard] if published else None
+
+
+def reconcile_model(obs: ModelObservation) -> tuple[list[Action], ShardedModelStatus]:
+    spec = obs.spec
+    status = obs.status.model_copy(deep=True)
+    status.observedGeneration = obs.generation
+    status.shards = spec.shards
+    actions: list[Action] = []
+
+    if obs.revision is None or obs.fingerprints is None:
+        status.phase = "Pending"
+        status.set_condition("Ready", "False", "DatasetNotReady", f"waiting for Dataset {spec.datasetRef!r}")
+        status.shardsReady = 0
+        status.shardsReadyText = f"0/{spec.shards}"
+        return actions, status
+
+    running = {j.shard: j for j in obs.jobs if j.state == "running"}
+    failed = {j.name: j for j in obs.jobs if j.state == "failed"}
+    chains: list[Chain | None] = []
+    launch: list[StartJob] = []
+    errors: list[str] = []
+    work: list[dict[str, int]] = []
+    for k in range(spec.shards):
+        chain = _latest_chain(k, obs.published, obs.jobs)
+        plan = plan_shard(k, chain, obs.fingerprints[k])
+        if plan is None:
+            chains.append(chain)
+            continue
+        chains.append(None)
+        if k in running:  # one job per shard: later changes wait for it and coalesce
+            work.append({"shard": k, "fromSlice": running[k].from_slice})
+            continue
+        name = job_name(obs.name, k, obs.revision, plan.from_slice)
+        if name in failed:
+            errors.append(f"shard {k}: job {name} failed: {failed[name].message}")
+            continue
+        purpose = "retrain" if obs.published is not None else "train"
+        launch.append(StartJob(name, k, plan.from_slice, obs.revision, plan.parent, plan.keep, purpose))
+        work.append({"shard": k, "fromSlice": plan.from_slice})
+
+    # Waiting shards keep their place in the queue; newer requests fold into them.
+    actions.extend(launch[: max(0, spec.maxParallelShards - len(running))])
+
+    ready = [c for c in chains if c is not None]
+    status.shardsReady = len(ready)
+    status.shardsReadyText = f"{len(ready)}/{spec.shards}"
+    status.retraining = work
+
+    if errors:
+        status.phase = "Failed"
+        status.set_condition("Ready", "False" if obs.published is None else "True", "TrainingFailed", "; ".join(errors))
+        status.set_condition("Failed", "True", "TrainingFailed", "; ".join(errors))
+        return actions, status
+    status.conditions = [c for c in status.conditions if c.type != "Failed"]
+
+    if len(ready) == spec.shards:
+        complete = tuple(ready)  # type: ignore[arg-type]
+        pub = obs.published
+        if pub is None or tuple(pub.chains) != complete:
+            version = 1 if pub is None else pub.version + 1
+            actions.append(Publish(VersionManifest(version, obs.revision, complete)))
+            status.phase = "Publishing"
+            status.set_condition("Progressing", "True", "Publishing", f"publishing version {version}")
+            return actions, status
+        status.publishedVersion = pub.version
+        status.datasetRevision = obs.revision
+        if obs.purged_revision < obs.revision:
+            actions.append(Purge(obs.revision))
+            status.phase = "Purging"
+            status.set_condition("Progressing", "True", "Purging", "removing checkpoints that hold forgotten samples")
+            return actions, status
+        if obs.evaluated_version != pub.version:
+            actions.append(Evaluate(pub.version))
+        status.phase = "Ready"
+        status.set_condition("Ready", "True", "Published", f"version {pub.version} at dataset revision {obs.revision}")
+        status.set_condition("Progressing", "False", "Idle", "")
+        return actions, status
+
+    if obs.published is None:
+        status.phase = "Training"
+        status.set_condition("Ready", "False", "Training", f"{len(ready)}/{spec.shards} shards trained")
+    else:
+        status.phase = "Retraining"
+        status.publishedVersion = obs.published.version
+        status.set_condition(
+            "Ready", "True", "Serving", f"version {obs.published.version} serves while {len(work)} shard(s) retrain"
+        )
+    status.set_condition("Progressing", "True", status.phase, f"{len(work)} shard(s) in work")
+    return actions, status

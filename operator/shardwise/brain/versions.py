@@ -1,0 +1,75 @@
+"""Published model versions and training jobs, as plain records. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shardwise.brain.lineage import Chain, CheckpointRef
+
+
+@dataclass(frozen=True)
+class VersionManifest:
+    """A published model version: one full chain per shard, trained at `revision`."""
+
+    version: int
+    revision: int
+    chains: tuple[Chain, ...]
+    created: str = ""
+
+    def finals(self) -> list[CheckpointRef]:
+        return [c[-1] for c in self.chains]
+
+    def keys(self) -> set[str]:
+        return {ref.key for chain in self.chains for ref in chain}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "datasetRevision": self.revision,
+            "created": self.created,
+            "shards": [[ref.to_dict() for ref in chain] for chain in self.chains],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VersionManifest":
+        return cls(
+            version=int(d["version"]),
+            revision=int(d["datasetRevision"]),
+            created=d.get("created", ""),
+            chains=tuple(tuple(CheckpointRef.from_dict(x) for x in chain) for chain in d["shards"]),
+        )
+
+
+JobState = Literal["running", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A trainer run for one shard over slices from_slice..R-1 at one dataset revision."""
+
+    name: str
+    shard: int
+    from_slice: int
+    revision: int
+    state: JobState
+    chain: Chain = ()  # on success: the shard's whole chain (kept prefix + new checkpoints)
+    message: str = ""
+    seconds: float = 0.0
+    slices_done: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def job_name(model: str, shard: int, revision: int, from_slice: int) -> str:
+    """Deterministic, so a restarted reconciler never starts the same work twice.
+
+    At most 63 characters (a Kubernetes name); long model names are cut and
+    made unique again with a short hash.
+    """
+    suffix = f"-s{shard}-r{revision}-f{from_slice}"
+    base = model
+    if len(base) + len(suffix) > 63:
+        h = hashlib.sha256(model.encode()).hexdigest()[:6]
+        base = f"{model[: 63 - len(suffix) - 7]}-{h}"
+    return base + suffix

@@ -1,0 +1,257 @@
+"""`shardwise`: the local body's command line (kubectl-like, no cluster needed)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from shardwise.api import Dataset, ForgetRequest, ShardedModel
+from shardwise.api.common import iso, now
+from shardwise.api.forget import ForgetRequestSpec
+from shardwise.errors import InvalidInput, NotFound, ShardwiseError
+from shardwise.local.lock import ReconcilerLock
+from shardwise.local.manifests import load_manifests
+from shardwise.local.registry import Registry, kind_of
+from shardwise.local.runner import LocalRunner
+from shardwise.local.table import render_table
+from shardwise.store import open_store
+
+DEFAULT_STORE = ".shardwise"
+
+
+def _parallel_default() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="shardwise", description="SISA training that can forget, on one machine.")
+    p.add_argument("--store", default=os.environ.get("SHARDWISE_STORE", DEFAULT_STORE),
+                   help="store root: a folder, or s3://bucket/prefix with SHARDWISE_S3_ENDPOINT, AWS_ACCESS_KEY_ID "
+                        "and AWS_SECRET_ACCESS_KEY set (default: $SHARDWISE_STORE or ./.shardwise)")
+    p.add_argument("-n", "--namespace", default="default", help="tenant namespace (default: default)")
+    p.add_argument("--parallel", type=int, default=_parallel_default(), help="trainer processes at once")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    a = sub.add_parser("apply", help="create or update resources from YAML, then reconcile")
+    a.add_argument("-f", "--filename", action="append", required=True, help="file or folder (repeatable)")
+    a.add_argument("--no-wait", action="store_true", help="store the resources and return without reconciling")
+
+    g = sub.add_parser("get", help="list resources as a table")
+    g.add_argument("kind")
+    g.add_argument("name", nargs="?")
+    g.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
+
+    d = sub.add_parser("describe", help="show one resource with its status")
+    d.add_argument("kind")
+    d.add_argument("name")
+
+    rm = sub.add_parser("delete", help="delete a resource (its stored objects are kept)")
+    rm.add_argument("kind")
+    rm.add_argument("name")
+
+    f = sub.add_parser("forget", help="file a ForgetRequest and reconcile until it is complete")
+    f.add_argument("--dataset", required=True)
+    sel = f.add_mutually_exclusive_group(required=True)
+    sel.add_argument("--owner", help="forget every sample of this owner key")
+    sel.add_argument("--ids", help="comma-separated sample ids")
+    sel.add_argument("--ids-file", help="file with one sample id per line")
+    f.add_argument("--name", help="name of the ForgetRequest (default: generated)")
+    f.add_argument("--no-wait", action="store_true")
+
+    pr = sub.add_parser("predict", help="predict with the published version of a model")
+    pr.add_argument("model")
+    pr.add_argument("file", help="CSV (numeric feature columns; id optional) or JSONL with 'features'")
+
+    sub.add_parser("reconcile", help="reconcile everything in the namespace until idle")
+
+    v = sub.add_parser("verify", help="re-check the ledger of forget certificates against the store")
+    v.add_argument("request", nargs="?", help="only this ForgetRequest's certificate")
+
+    c = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the API models")
+    c.add_argument("--out", default="crds")
+
+    dm = sub.add_parser("demo", help="train on digits, forget one person, show the speedup and the certificate")
+    dm.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    dm.add_argument("--shards", type=int, default=4)
+    dm.add_argument("--slices", type=int, default=4)
+    dm.add_argument("--owner", default=None, help="owner key to forget (default: one picked by a seeded draw)")
+    return p
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _session(args) -> tuple:
+    store = open_store(args.store)
+    return store, Registry(store, args.namespace)
+
+
+def _reconcile(args, store, quiet: bool = False) -> bool:
+    """Run the loop unless another process already does; True if it ran here."""
+    lock = ReconcilerLock(store.uri, args.namespace)
+    if not lock.acquire():
+        print(f"queued: reconciler pid {lock.holder()} is running on this store and will pick it up", file=sys.stderr)
+        return False
+    try:
+        log = (lambda m: None) if quiet else (lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))
+        LocalRunner(store, args.namespace, parallel=args.parallel, log=log).run()
+    finally:
+        lock.release()
+    return True
+
+
+def _failed(registry: Registry, names: list[tuple[type, str]]) -> list[str]:
+    out = []
+    for cls, name in names:
+        r = registry.get(cls, name)
+        if r is not None and r.status is not None and r.status.phase == "Failed":
+            msg = next((c.message for c in r.status.conditions if c.type in ("Failed", "Ready") and c.message), "")
+            out.append(f"{cls.KIND} {name} failed: {msg or r.status.message}")
+    return out
+
+
+# -- commands ----------------------------------------------------------------------------
+def cmd_apply(args) -> int:
+    resources = load_manifests(args.filename)
+    store, reg = _session(args)
+    for r in resources:  # every check before any write: nothing is half-applied
+        if r.metadata.namespace == "default" and args.namespace != "default":
+            r.metadata.namespace = args.namespace
+        reg.check_apply(r)
+    for r in resources:
+        print(f"{r.kind.lower()}.shardwise.io/{r.name} {reg.apply(r)}")
+    if args.no_wait:
+        return 0
+    _reconcile(args, store)
+    problems = _failed(reg, [(type(r), r.name) for r in resources])
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_get(args) -> int:
+    cls = kind_of(args.kind)
+    _, reg = _session(args)
+    items = [reg.require(cls, args.name)] if args.name else reg.list(cls)
+    if args.output == "table":
+        if not items:
+            print(f"No {cls.PLURAL} found in namespace {args.namespace}.", file=sys.stderr)
+            return 0
+        print(render_table(cls, items))
+    else:
+        docs = [i.to_doc() for i in items]
+        out = docs[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": docs}
+        print(json.dumps(out, indent=2) if args.output == "json" else yaml.safe_dump(out, sort_keys=False))
+    return 0
+
+
+def cmd_describe(args) -> int:
+    cls = kind_of(args.kind)
+    _, reg = _session(args)
+    print(yaml.safe_dump(reg.require(cls, args.name).to_doc(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    cls = kind_of(args.kind)
+    _, reg = _session(args)
+    reg.delete(cls, args.name)
+    print(f"{cls.KIND.lower()}.shardwise.io/{args.name} deleted")
+    return 0
+
+
+def cmd_forget(args) -> int:
+    store, reg = _session(args)
+    if reg.get(Dataset, args.dataset) is None:
+        raise NotFound(f"--dataset: Dataset {args.namespace}/{args.dataset} not found")
+    if args.ids_file:
+        ids = [line.strip() for line in Path(args.ids_file).read_text().splitlines() if line.strip()]
+    elif args.ids:
+        ids = [i.strip() for i in args.ids.split(",") if i.strip()]
+    else:
+        ids = []
+    try:
+        spec = ForgetRequestSpec(datasetRef=args.dataset, sampleIds=ids, ownerKey=args.owner)
+    except ValueError as e:
+        raise InvalidInput(f"forget: {e}") from None
+    name = args.name or "forget-" + hashlib.sha256(f"{spec.model_dump_json()}{time.time()}".encode()).hexdigest()[:8]
+    fr = ForgetRequest(kind="ForgetRequest", metadata={"name": name, "namespace": args.namespace}, spec=spec)
+    print(f"forgetrequest.shardwise.io/{name} {reg.apply(fr)}")
+    if args.no_wait or not _reconcile(args, store):
+        return 0
+    done = reg.require(ForgetRequest, name)
+    if done.status and done.status.phase == "Failed":
+        print(f"error: ForgetRequest {name} failed: {done.status.message}", file=sys.stderr)
+        return 1
+    print(yaml.safe_dump({"certificate": done.status.certificate if done.status else None}, sort_keys=False), end="")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from shardwise.predict import predict_file
+
+    store, reg = _session(args)
+    model = reg.require(ShardedModel, args.model)
+    for row in predict_file(store, args.namespace, model, Path(args.file)):
+        print(json.dumps(row))
+    return 0
+
+
+def cmd_reconcile(args) -> int:
+    store, _ = _session(args)
+    _reconcile(args, store)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from shardwise.verify import verify_ledger
+
+    store, _ = _session(args)
+    problems, checked = verify_ledger(store, args.namespace, args.request)
+    for p in problems:
+        print(f"FAIL {p}", file=sys.stderr)
+    print(f"{checked} certificate(s) checked, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def cmd_crds(args) -> int:
+    from shardwise.api.crds import write_crds
+
+    for path in write_crds(Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from shardwise.demo import run_demo
+
+    summary = run_demo(shards=args.shards, slices=args.slices, owner=args.owner, parallel=args.parallel,
+                       store_uri=None if args.store == DEFAULT_STORE else args.store, as_json=args.json)
+    return 0 if summary["exact"] else 1
+
+
+COMMANDS = {
+    "apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete, "forget": cmd_forget,
+    "predict": cmd_predict, "reconcile": cmd_reconcile, "verify": cmd_verify, "crds": cmd_crds, "demo": cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.cmd](args)
+    except ShardwiseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: work done so far is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Read resource manifests (the same YAML a cluster user applies) with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from shardwise.api import KINDS
+from shardwise.api.common import API, Resource
+from shardwise.errors import InvalidInput
+
+
+def describe_validation(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+        parts.append(f"{loc or '(document)'}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_doc(doc: Any, where: str) -> Resource:
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{where}: a manifest must be a mapping, not {type(doc).__name__}")
+    if doc.get("apiVersion") != API:
+        raise InvalidInput(f"{where}: apiVersion must be {API!r}, not {doc.get('apiVersion')!r}")
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        raise InvalidInput(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc.get("metadata"), dict) else "?"
+    try:
+        return KINDS[kind].model_validate(doc)
+    except ValidationError as e:
+        raise InvalidInput(f"{where} ({kind} {name}): {describe_validation(e)}") from None
+
+
+def load_manifests(paths: list[str | Path]) -> list[Resource]:
+    """Every document of every file (folders: their *.yaml/*.yml, sorted). All or nothing."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(x for x in p.iterdir() if x.suffix in (".yaml", ".yml"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InvalidInput(f"-f {p}: no such file or folder")
+    if not files:
+        raise InvalidInput(f"-f {', '.join(map(str, paths))}: no .yaml or .yml files found")
+    out: list[Resource] = []
+    for f in files:
+        try:
+            docs = [d for d in yaml.safe_load_all(f.read_text()) if d is not None]
+        except yaml.YAMLError as e:
+            raise InvalidInput(f"{f}: not valid YAML: {e}") from None
+        for i, d in enumerate(docs, 1):
+            out.append(parse_doc(d, f"{f} document {i}"))
+    # Datasets first, then models, then the rest: the order a user means.
+    order = {"Dataset": 0, "ShardedModel": 1, "ForgetRequest": 2, "Experiment": 3}
+    return sorted(out, key=lambda r: order[r.kind])

@@ -1,0 +1,107 @@
+"""The local body's API server: resources kept as JSON in the store.
+
+It plays the part the Kubernetes API server plays for the kube body: metadata
+(uid, generation, creationTimestamp), spec and status, and the checks a CEL rule
+would make (immutable fields).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TypeVar
+
+from shardwise.api import KINDS
+from shardwise.api.common import Resource, iso, now
+from shardwise.errors import InvalidInput, NotFound
+from shardwise.store.base import Store
+from shardwise.store.layout import Layout
+
+R = TypeVar("R", bound=Resource)
+
+IMMUTABLE = {
+    "ShardedModel": ("datasetRef", "shards", "slices", "groupBy"),
+    "Dataset": ("source", "testFraction", "seed"),
+    "ForgetRequest": ("datasetRef", "sampleIds", "ownerKey"),
+}
+
+
+class Registry:
+    def __init__(self, store: Store, namespace: str):
+        self.store, self.layout, self.namespace = store, Layout(namespace), namespace
+
+    def _key(self, cls: type[Resource], name: str) -> str:
+        return self.layout.resource(cls.PLURAL, name)
+
+    def get(self, cls: type[R], name: str) -> R | None:
+        try:
+            return cls.model_validate(self.store.get_json(self._key(cls, name)))
+        except NotFound:
+            return None
+
+    def require(self, cls: type[R], name: str) -> R:
+        r = self.get(cls, name)
+        if r is None:
+            raise NotFound(f"{cls.KIND} {self.namespace}/{name} not found")
+        return r
+
+    def list(self, cls: type[R]) -> list[R]:
+        keys = self.store.list(self.layout.resources(cls.PLURAL))
+        return [cls.model_validate(self.store.get_json(k)) for k in keys if k.endswith(".json")]
+
+    def check_apply(self, res: Resource) -> str:
+        """What apply would do: created, configured or unchanged. Raises on immutable changes."""
+        if res.metadata.namespace != self.namespace:
+            raise InvalidInput(
+                f"{res.kind} {res.name}: metadata.namespace {res.metadata.namespace!r} is not {self.namespace!r}"
+            )
+        old = self.get(type(res), res.name)
+        if old is None:
+            return "created"
+        if old.spec == res.spec:
+            return "unchanged"
+        for field in IMMUTABLE.get(res.kind, ()):
+            if getattr(old.spec, field) != getattr(res.spec, field):
+                raise InvalidInput(f"{res.kind} {res.name}: spec.{field} is immutable (delete and recreate instead)")
+        return "configured"
+
+    def apply(self, res: Resource) -> str:
+        verdict = self.check_apply(res)
+        if verdict == "unchanged":
+            return verdict
+        old = self.get(type(res), res.name)
+        meta = res.metadata.model_copy()
+        if old is None:
+            meta.uid = meta.uid or uuid.uuid4().hex[:12]
+            meta.generation = 1
+            meta.creationTimestamp = iso(now())
+            status = None
+        else:
+            meta.uid, meta.creationTimestamp = old.metadata.uid, old.metadata.creationTimestamp
+            meta.generation = (old.metadata.generation or 1) + 1
+            status = old.status
+        new = type(res).model_validate({**res.to_doc(), "metadata": meta.model_dump(mode="json")})
+        new.status = status
+        self.store.put_json(self._key(type(res), res.name), new.to_doc())
+        return verdict
+
+    def put_status(self, res: Resource) -> None:
+        """Write the status back (the spec as stored wins: a status write never changes it)."""
+        cur = self.get(type(res), res.name)
+        if cur is None:
+            return  # deleted meanwhile
+        cur.status = res.status
+        self.store.put_json(self._key(type(res), res.name), cur.to_doc())
+
+    def delete(self, cls: type[Resource], name: str) -> None:
+        if self.get(cls, name) is None:
+            raise NotFound(f"{cls.KIND} {self.namespace}/{name} not found")
+        self.store.delete(self._key(cls, name))
+
+
+def kind_of(word: str) -> type[Resource]:
+    """'shardedmodels', 'shardedmodel', 'swm', 'ShardedModel' -> the class."""
+    w = word.lower()
+    for cls in KINDS.values():
+        if w in (cls.KIND.lower(), cls.PLURAL, cls.PLURAL.rstrip("s"), *cls.SHORT_NAMES):
+            return cls
+    raise InvalidInput(f"unknown kind {word!r}: use one of {', '.join(c.PLURAL for c in KINDS.values())}")

@@ -1,0 +1,172 @@
+"""Forget planning, coalescing, publish and purge decisions of the brain (pure, fast)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shardwise.api.model import ShardedModelSpec, ShardedModelStatus
+from shardwise.brain.assignment import assign
+from shardwise.brain.lineage import CheckpointRef, first_stale_slice, plan_shard, slice_fingerprints
+from shardwise.brain.model import ModelObservation, Publish, Purge, StartJob, reconcile_model
+from shardwise.brain.purge import PurgeWouldBreakServing, held_tombstones, plan_purge
+from shardwise.brain.revision import RevisionState, resolve_ids, resolve_owner, scrubbed_owner
+from shardwise.brain.versions import JobRecord, VersionManifest, job_name
+
+N, S, R = 240, 4, 4
+
+
+def world(seed=0):
+    a = assign(np.arange(N), np.ones(N, bool), S, R, seed)
+    state = RevisionState(1, np.arange(N) % 10, np.zeros(N, np.int32))
+    return a, state
+
+
+def chains_for(a, state, tag="r1"):
+    """Chains as a trainer at `state` would have written them."""
+    fps = slice_fingerprints(a, state)
+    out = []
+    for k in range(S):
+        chain = tuple(
+            CheckpointRef(k, r, f"m/shard-{k}/slice-{r}/{tag}/checkpoint", f"sha{k}{r}{tag}", f"w{k}{r}{tag}",
+                          tuple(fps[k][: r + 1]), tuple([state.revision] * (r + 1)))
+            for r in range(R)
+        )
+        out.append(chain)
+    return tuple(out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, N - 1), min_size=1, max_size=30, unique=True), st.integers(0, 50))
+def test_plan_is_minimal_rollback_to_the_earliest_affected_slice(forgotten, seed):
+    a, s1 = world(seed)
+    chains = chains_for(a, s1)
+    s2 = s1.forget(np.array(forgotten))
+    fps2 = slice_fingerprints(a, s2)
+    for k in range(S):
+        mine = [i for i in forgotten if a.shard[i] == k]
+        plan = plan_shard(k, chains[k], fps2[k])
+        if not mine:
+            assert plan is None  # untouched shards are never retrained
+        else:
+            earliest = min(int(a.slice[i]) for i in mine)
+            assert plan.from_slice == earliest  # neither earlier (waste) nor later (would keep the sample)
+            assert plan.keep == chains[k][:earliest]
+            assert plan.parent == (chains[k][earliest - 1] if earliest else None)
+
+
+def test_relabel_is_planned_like_a_forget():
+    a, s1 = world()
+    chains = chains_for(a, s1)
+    i = int(np.flatnonzero((a.shard == 2) & (a.slice == 3))[0])
+    s2 = s1.relabel(np.array([i]), np.array([(s1.labels[i] + 1) % 10]))
+    fps2 = slice_fingerprints(a, s2)
+    assert [first_stale_slice(chains[k], fps2[k]) for k in range(S)] == [None, None, 3, None]
+
+
+def obs(spec, state, a, published=None, jobs=(), purged=0, evaluated=None):
+    return ModelObservation("m", spec, ShardedModelStatus(), 1, state.revision, slice_fingerprints(a, state),
+                            published, list(jobs), purged, evaluated)
+
+
+def test_first_training_starts_every_shard_within_the_parallel_limit():
+    a, s1 = world()
+    spec = ShardedModelSpec(datasetRef="d", shards=S, slices=R, maxParallelShards=3)
+    actions, status = reconcile_model(obs(spec, s1, a))
+    starts = [x for x in actions if isinstance(x, StartJob)]
+    assert [x.shard for x in starts] == [0, 1, 2]
+    assert all(x.from_slice == 0 and x.parent is None and x.purpose == "train" for x in starts)
+    assert status.phase == "Training" and status.shardsReadyText == "0/4"
+
+
+def test_finished_jobs_publish_one_version_then_purge_then_ready():
+    a, s1 = world()
+    spec = ShardedModelSpec(datasetRef="d", shards=S, slices=R)
+    chains = chains_for(a, s1)
+    jobs = [JobRecord(job_name("m", k, 1, 0), k, 0, 1, "succeeded", chains[k]) for k in range(S)]
+    actions, status = reconcile_model(obs(spec, s1, a, jobs=jobs))
+    assert len(actions) == 1 and isinstance(actions[0], Publish)
+    assert actions[0].manifest.version == 1 and actions[0].manifest.chains == chains
+    published = actions[0].manifest
+    actions, _ = reconcile_model(obs(spec, s1, a, published, jobs))
+    assert actions == [Purge(1)]
+    actions, status = reconcile_model(obs(spec, s1, a, published, jobs, purged=1, evaluated=1))
+    assert actions == [] and status.phase == "Ready" and status.publishedVersion == 1
+
+
+def test_requests_arriving_while_a_shard_retrains_coalesce_into_one_follow_up():
+    a, s1 = world()
+    spec = ShardedModelSpec(datasetRef="d", shards=S, slices=R)
+    published = VersionManifest(1, 1, chains_for(a, s1))
+    in0 = np.flatnonzero(a.shard == 0)
+    s2 = s1.forget(in0[:1])
+    actions, _ = reconcile_model(obs(spec, s2, a, published, purged=1, evaluated=1))
+    (job,) = [x for x in actions if isinstance(x, StartJob)]
+    running = JobRecord(job.name, 0, job.from_slice, 2, "running")
+    s4 = s2.forget(in0[1:3]).forget(in0[3:5])  # two more requests while it runs
+    actions, status = reconcile_model(obs(spec, s4, a, published, [running], purged=1, evaluated=1))
+    assert not [x for x in actions if isinstance(x, StartJob)]  # no second job on a busy shard
+    assert status.phase == "Retraining" and status.publishedVersion == 1
+    done = JobRecord(job.name, 0, job.from_slice, 2, "succeeded", chains_for(a, s2, "r2")[0])
+    actions, _ = reconcile_model(obs(spec, s4, a, published, [done], purged=1, evaluated=1))
+    follow = [x for x in actions if isinstance(x, StartJob)]
+    assert len(follow) == 1 and follow[0].revision == 4  # one retrain covers both later requests
+
+
+def test_waiting_shards_are_not_started_beyond_the_limit_and_take_the_newest_revision():
+    a, s1 = world()
+    spec = ShardedModelSpec(datasetRef="d", shards=S, slices=R, maxParallelShards=1)
+    published = VersionManifest(1, 1, chains_for(a, s1))
+    s2 = s1.forget(np.array([int(np.flatnonzero(a.shard == k)[0]) for k in range(S)]))
+    actions, _ = reconcile_model(obs(spec, s2, a, published, purged=1, evaluated=1))
+    assert len([x for x in actions if isinstance(x, StartJob)]) == 1
+
+
+def test_a_failed_job_fails_the_model_with_its_message_and_is_not_relaunched():
+    a, s1 = world()
+    spec = ShardedModelSpec(datasetRef="d", shards=S, slices=R)
+    jobs = [JobRecord(job_name("m", 0, 1, 0), 0, 0, 1, "failed", message="CUDA out of memory")]
+    actions, status = reconcile_model(obs(spec, s1, a, jobs=jobs))
+    assert all(x.shard != 0 for x in actions if isinstance(x, StartJob))
+    assert status.phase == "Failed" and "CUDA out of memory" in status.condition("Failed").message
+
+
+def test_job_names_are_deterministic_and_kubernetes_sized():
+    assert job_name("m", 3, 12, 2) == "m-s3-r12-f2"
+    long = job_name("x" * 63, 1023, 999999, 1023)
+    assert len(long) <= 63 and long == job_name("x" * 63, 1023, 999999, 1023)
+    assert job_name("x" * 63, 1, 1, 1) != job_name("x" * 62 + "y", 1, 1, 1)
+
+
+def test_purge_removes_exactly_what_held_forgotten_samples():
+    a, s1 = world()
+    old = chains_for(a, s1)
+    v1 = VersionManifest(1, 1, old)
+    i = int(np.flatnonzero((a.shard == 1) & (a.slice == 2))[0])
+    s2 = s1.forget(np.array([i]))
+    new = list(old)
+    fps2 = slice_fingerprints(a, s2)
+    new[1] = old[1][:2] + tuple(
+        CheckpointRef(1, r, f"m/shard-1/slice-{r}/r2/checkpoint", "x", "y", tuple(fps2[1][: r + 1]), (1, 1) + (2,) * (r - 1))
+        for r in (2, 3)
+    )
+    v2 = VersionManifest(2, 2, tuple(new))
+    stored = [r for c in old for r in c] + list(new[1][2:])
+    plan = plan_purge(stored, [v1, v2], 2, a, s2.tombstoned_at)
+    assert sorted(r.key for r in plan.checkpoints) == sorted(r.key for r in old[1][2:])
+    assert plan.versions == [1]
+    assert held_tombstones(new[1][3], a, s2.tombstoned_at) == set()
+    with pytest.raises(PurgeWouldBreakServing):
+        plan_purge(stored, [v1], 1, a, s2.tombstoned_at)
+
+
+def test_resolution_reports_unknown_ids_and_already_forgotten_ones():
+    ids = np.array(["a", "b", "c", "d"])
+    t = np.array([0, 3, 0, 0], np.int32)
+    r = resolve_ids(ids, ["a", "b", "zz", "a"], t)
+    assert r.indices.tolist() == [0] and r.already_forgotten.tolist() == [1] and r.unknown == ["zz"]
+    owners = np.array(["p", scrubbed_owner("q"), "p", ""])
+    assert resolve_owner(owners, "p", np.zeros(4, np.int32)).indices.tolist() == [0, 2]
+    gone = resolve_owner(owners, "q", np.array([0, 2, 0, 0], np.int32))
+    assert gone.indices.size == 0 and gone.already_forgotten.tolist() == [1] and not gone.unknown
+    assert resolve_owner(owners, "nobody", np.zeros(4, np.int32)).unknown == ["nobody"]

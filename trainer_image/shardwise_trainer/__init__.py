@@ -1,0 +1,1 @@
+"""Shardwise trainer: the data plane. The only package that imports torch."""

@@ -1,0 +1,69 @@
+"""Entrypoint: `python -m shardwise_trainer train --store URI --request KEY`.
+
+This is the very command a Kubernetes Job runs. Exit codes: 0 done, 2 bad
+configuration (do not retry), 1 anything else (may be retried).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+
+EXIT_BAD_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="shardwise_trainer")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train one shard over a slice range")
+    t.add_argument("--store", required=True, help="store URI (folder or s3://bucket/prefix)")
+    t.add_argument("--request", required=True, help="store key of the job request")
+    args = p.parse_args(argv)
+
+    from pydantic import ValidationError
+
+    from shardwise.errors import ShardwiseError
+    from shardwise.store import open_store
+
+    store = open_store(args.store)
+    status_key = args.request.rsplit("/", 1)[0] + "/status.json"
+    t0 = time.time()
+    try:
+        request = store.get_json(args.request)
+    except ShardwiseError as e:
+        print(f"trainer: cannot read job request: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+
+    def progress(s: int, compute: float) -> None:
+        print(json.dumps({"job": request["job"], "sliceDone": s, "computeSeconds": round(compute, 3)}), flush=True)
+        store.put_json(status_key, {"state": "running", "slicesDone": s + 1 - int(request["fromSlice"])})
+
+    from shardwise_trainer.train import train_shard
+
+    try:
+        refs, compute = train_shard(store, request, progress)
+    except (ValueError, ValidationError) as e:
+        store.put_json(status_key, {"state": "failed", "message": f"bad configuration: {e}"})
+        print(f"trainer: bad configuration: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except Exception as e:  # reported in the job status, then a retryable failure
+        traceback.print_exc()
+        store.put_json(status_key, {"state": "failed", "message": f"{type(e).__name__}: {e}"})
+        return 1
+    store.put_json(
+        status_key,
+        {
+            "state": "succeeded",
+            "chain": request.get("keep", []) + [r.to_dict() for r in refs],
+            "computeSeconds": compute,
+            "wallSeconds": time.time() - t0,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
