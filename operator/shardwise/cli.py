@@ -13,7 +13,6 @@ from pathlib import Path
 import yaml
 
 from shardwise.api import Dataset, ForgetRequest, ShardedModel
-from shardwise.api.common import iso, now
 from shardwise.api.forget import ForgetRequestSpec
 from shardwise.errors import InvalidInput, NotFound, ShardwiseError
 from shardwise.local.lock import ReconcilerLock
@@ -185,8 +184,12 @@ def cmd_forget(args) -> int:
     if args.no_wait or not _reconcile(args, store):
         return 0
     done = reg.require(ForgetRequest, name)
-    if done.status and done.status.phase == "Failed":
-        print(f"error: ForgetRequest {name} failed: {done.status.message}", file=sys.stderr)
+    if done.status is None or done.status.phase != "Complete":
+        phase = done.status.phase if done.status else "Pending"
+        why = done.status.message if done.status else ""
+        models = [m for m in reg.list(ShardedModel) if m.spec.datasetRef == args.dataset]
+        why += "".join(f"; {p}" for p in _failed(reg, [(ShardedModel, m.name) for m in models]))
+        print(f"error: ForgetRequest {name} is {phase}, not Complete: {why.lstrip('; ')}", file=sys.stderr)
         return 1
     print(yaml.safe_dump({"certificate": done.status.certificate if done.status else None}, sort_keys=False), end="")
     return 0

@@ -21,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train", help="train one shard over a slice range")
     t.add_argument("--store", required=True, help="store URI (folder or s3://bucket/prefix)")
     t.add_argument("--request", required=True, help="store key of the job request")
+    # Optional, for people reading `kubectl describe job`: checked against the request.
+    t.add_argument("--shard", type=int)
+    t.add_argument("--from-slice", type=int)
+    t.add_argument("--to-slice", type=int)
+    t.add_argument("--parent", help="key of the starting checkpoint, or 'none'")
     args = p.parse_args(argv)
 
     from pydantic import ValidationError
@@ -35,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         request = store.get_json(args.request)
     except ShardwiseError as e:
         print(f"trainer: cannot read job request: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+
+    mismatch = _check_args(args, request)
+    if mismatch:
+        store.put_json(status_key, {"state": "failed", "message": f"bad configuration: {mismatch}"})
+        print(f"trainer: bad configuration: {mismatch}", file=sys.stderr)
         return EXIT_BAD_CONFIG
 
     def progress(s: int, compute: float) -> None:
@@ -63,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     return 0
+
+
+def _check_args(args: argparse.Namespace, request: dict) -> str | None:
+    parent = (request.get("parent") or {}).get("key", "none")
+    last = int(request["spec"]["slices"]) - 1
+    for flag, given, want in (("--shard", args.shard, request["shard"]), ("--from-slice", args.from_slice,
+                              request["fromSlice"]), ("--to-slice", args.to_slice, last), ("--parent", args.parent, parent)):
+        if given is not None and str(given) != str(want):
+            return f"{flag} {given} does not match the job request ({want})"
+    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+"""The store: one interface, a folder or S3-compatible object storage."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+from shardwise.errors import StoreUnavailable
+from shardwise.store.base import Store
+from shardwise.store.local import LocalStore
+from shardwise.store.s3 import S3Store
+
+__all__ = ["Store", "LocalStore", "S3Store", "open_store"]
+
+
+def _env(*names: str) -> str:
+    for n in names:
+        if os.environ.get(n):
+            return os.environ[n]
+    raise StoreUnavailable(f"an s3:// store needs {names[0]} set in the environment")
+
+
+def open_store(uri: str | Path) -> Store:
+    """A folder path or file:// URI, or s3://bucket/prefix (endpoint and credentials from env)."""
+    text = str(uri)
+    if not text.startswith("s3://"):
+        return LocalStore(text[len("file://"):] if text.startswith("file://") else text)
+    from minio import Minio
+
+    u = urlparse(text)
+    if not u.netloc:
+        raise StoreUnavailable(f"store {text!r}: an s3:// URI needs a bucket, as in s3://bucket/prefix")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", u.netloc):
+        raise StoreUnavailable(f"store {text!r}: {u.netloc!r} is not a valid S3 bucket name (3-63 of a-z 0-9 . -)")
+    endpoint = _env("SHARDWISE_S3_ENDPOINT")
+    secure = endpoint.startswith("https://")
+    endpoint = endpoint.split("://", 1)[-1].rstrip("/")
+    client = Minio(
+        endpoint,
+        access_key=_env("AWS_ACCESS_KEY_ID", "SHARDWISE_S3_ACCESS_KEY"),
+        secret_key=_env("AWS_SECRET_ACCESS_KEY", "SHARDWISE_S3_SECRET_KEY"),
+        secure=secure,
+        region=os.environ.get("SHARDWISE_S3_REGION") or None,
+    )
+    store = S3Store(client, u.netloc, u.path)
+    store.ensure_bucket()
+    return store

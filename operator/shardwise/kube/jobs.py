@@ -1,0 +1,112 @@
+"""Pure builders of the batch/v1 Jobs the kube body creates (no I/O, no client).
+
+A training Job runs the same entrypoint the local body runs as a subprocess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shardwise.api.model import ShardedModel
+from shardwise.brain.model import StartJob
+
+EXIT_BAD_CONFIG = 2  # the trainer's exit code for a configuration error: never retried
+TRAINER_UID = 10001
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Operator-wide settings (Helm values) that go into every training Job."""
+
+    image: str
+    store_uri: str  # s3://bucket/prefix
+    s3_endpoint: str
+    s3_secret: str  # Secret in the tenant's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+    backoff_limit: int = 3
+    active_deadline_seconds: int = 6 * 3600
+    ttl_seconds_after_finished: int = 24 * 3600
+
+
+def job_labels(model: str, shard: int, purpose: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": "shardwise",
+        "shardwise.io/model": model,
+        "shardwise.io/shard": str(shard),
+        "shardwise.io/purpose": purpose,
+    }
+
+
+def build_training_job(model: ShardedModel, start: StartJob, request_key: str, s: TrainerSettings) -> dict[str, Any]:
+    spec, res = model.spec, model.spec.resources
+    labels = job_labels(model.name, start.shard, start.purpose)
+    if res.queueName:
+        labels["kueue.x-k8s.io/queue-name"] = res.queueName
+    limits: dict[str, str] = {"memory": res.memory}
+    if res.gpus:
+        limits["nvidia.com/gpu"] = str(res.gpus)
+    args = [
+        "train", "--store", s.store_uri, "--request", request_key,
+        "--shard", str(start.shard), "--from-slice", str(start.from_slice), "--to-slice", str(spec.slices - 1),
+        "--parent", start.parent.key if start.parent else "none",
+    ]
+    container = {
+        "name": "trainer",
+        "image": s.image,
+        "args": args,
+        "env": [
+            {"name": "SHARDWISE_S3_ENDPOINT", "value": s.s3_endpoint},
+            {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": s.s3_secret, "key": "AWS_ACCESS_KEY_ID"}}},
+            {"name": "AWS_SECRET_ACCESS_KEY",
+             "valueFrom": {"secretKeyRef": {"name": s.s3_secret, "key": "AWS_SECRET_ACCESS_KEY"}}},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "resources": {"requests": {"cpu": res.cpu, "memory": res.memory}, "limits": limits},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",  # required by podFailurePolicy
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True, "runAsUser": TRAINER_UID, "runAsGroup": TRAINER_UID, "fsGroup": TRAINER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if res.nodeSelector:
+        pod_spec["nodeSelector"] = dict(res.nodeSelector)
+    if res.tolerations:
+        pod_spec["tolerations"] = list(res.tolerations)
+    if res.priorityClassName:
+        pod_spec["priorityClassName"] = res.priorityClassName
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": start.name,
+            "namespace": model.namespace,
+            "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": model.apiVersion, "kind": model.kind, "name": model.name,
+                "uid": model.metadata.uid, "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": {
+            "backoffLimit": s.backoff_limit,
+            "activeDeadlineSeconds": s.active_deadline_seconds,
+            "ttlSecondsAfterFinished": s.ttl_seconds_after_finished,
+            "podFailurePolicy": {"rules": [
+                {"action": "FailJob",
+                 "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [EXIT_BAD_CONFIG]}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
