@@ -180,7 +180,8 @@ def cmd_forget(args) -> int:
         raise InvalidInput(f"forget: {e}") from None
     name = args.name or "forget-" + hashlib.sha256(f"{spec.model_dump_json()}{time.time()}".encode()).hexdigest()[:8]
     fr = ForgetRequest(kind="ForgetRequest", metadata={"name": name, "namespace": args.namespace}, spec=spec)
-    print(f"forgetrequest.shardwise.io/{name} {reg.apply(fr)}")
+    # stdout carries only the certificate (YAML), so it can be piped
+    print(f"forgetrequest.shardwise.io/{name} {reg.apply(fr)}", file=sys.stderr)
     if args.no_wait or not _reconcile(args, store):
         return 0
     done = reg.require(ForgetRequest, name)
