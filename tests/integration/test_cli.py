@@ -184,3 +184,17 @@ def test_forget_while_training_is_queued_then_done(cli):
     assert fr["status"]["phase"] == "Complete" and fr["status"]["samples"] == 20
     m = yaml.safe_load(cli("describe", "shardedmodel", "tiny").stdout)
     assert m["status"]["datasetRevision"] == 2 and m["status"]["phase"] == "Ready"
+
+
+def test_the_examples_apply_end_to_end(cli):
+    examples = Path(__file__).resolve().parents[2] / "examples" / "digits"
+    out = cli("apply", "-f", str(examples))
+    assert "forgetrequest.shardwise.io/forget-subject-0042 created" in out.stdout
+    fr = yaml.safe_load(cli("describe", "forgetrequest", "forget-subject-0042").stdout)
+    assert fr["status"]["phase"] == "Complete" and fr["status"]["samples"] == 20
+    (m,) = fr["status"]["certificate"]["models"]
+    # applied together, the request was tombstoned before training began: the first
+    # version never held the samples, so nothing had to be retrained or purged
+    assert m["model"] == "digits-mlp" and m["versionsThatHeldSamples"] == [] and m["purgedCheckpoints"] == []
+    row = cli("get", "shardedmodels").stdout.splitlines()[1].split()
+    assert row[:4] == ["digits-mlp", "Ready", "1", "4/4"] and float(row[4]) > 0.85
