@@ -26,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--from-slice", type=int)
     t.add_argument("--to-slice", type=int)
     t.add_argument("--parent", help="key of the starting checkpoint, or 'none'")
+    e = sub.add_parser("evaluate", help="held-out accuracy of a published model version")
+    e.add_argument("--store", required=True)
+    e.add_argument("--request", required=True, help="store key of the evaluation request")
     args = p.parse_args(argv)
+    if args.cmd == "evaluate":
+        return _evaluate(args)
 
     from pydantic import ValidationError
 
@@ -73,6 +78,21 @@ def main(argv: list[str] | None = None) -> int:
             "wallSeconds": time.time() - t0,
         },
     )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from shardwise.errors import ShardwiseError
+    from shardwise.store import open_store
+    from shardwise_trainer.evaluate import evaluate_version
+
+    try:
+        store = open_store(args.store)
+        result = evaluate_version(store, store.get_json(args.request))
+    except ShardwiseError as e:
+        print(f"trainer: evaluation failed: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    print(json.dumps(result), flush=True)
     return 0
 
 

@@ -1,0 +1,314 @@
+"""Carry out the brain's decisions on the store, for either body.
+
+Both the local body (processes) and the kube body (Jobs, API server) observe
+and act on the store the same way; only how they list resources, run jobs and
+persist status differs. Nothing here decides: the decisions are in brain/.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Callable, Literal
+
+import numpy as np
+
+from shardwise.api import Dataset, ForgetRequest, ShardedModel
+from shardwise.api.common import iso, now
+from shardwise.api.dataset import DatasetStatus
+from shardwise.api.forget import ForgetRequestStatus
+from shardwise.api.model import ShardedModelStatus
+from shardwise.brain import forget as fbrain
+from shardwise.brain.lineage import CheckpointRef, slice_fingerprints
+from shardwise.brain.model import ModelObservation, StartJob
+from shardwise.brain.purge import plan_purge
+from shardwise.brain.versions import JobRecord, VersionManifest
+from shardwise.datasets import DatasetStore, DatasetView
+from shardwise.errors import NotFound, ShardwiseError
+from shardwise.store.base import Store
+from shardwise.store.layout import Layout
+
+Log = Callable[[str], None]
+# How a body sees a job: "running", "succeeded", "failed", or None when it is not
+# running anywhere (never started, or interrupted by a restart: start it again).
+JobLiveness = Callable[[str, dict], Literal["running", "succeeded", "failed"] | None]
+
+
+def _uid(m: ShardedModel) -> str:
+    return m.metadata.uid or "nouid"
+
+
+class StoreControl:
+    def __init__(self, store: Store, namespace: str, log: Log = lambda m: None):
+        self.store, self.namespace, self.log = store, namespace, log
+        self.layout = Layout(namespace)
+        self.datasets = DatasetStore(store, self.layout)
+        self._views: dict[tuple[str, int], DatasetView] = {}
+
+    # -- datasets -------------------------------------------------------------------
+    def view(self, name: str, revision: int | None = None) -> DatasetView:
+        rev = self.datasets.current_revision(name) if revision is None else revision
+        if (name, rev) not in self._views:
+            self._views[(name, rev)] = self.datasets.view(name, rev)
+        return self._views[(name, rev)]
+
+    def reconcile_dataset(self, ds: Dataset) -> DatasetStatus:
+        """Ingest on first sight; the status of the current revision."""
+        from shardwise.data.sources import load_source
+
+        st = (ds.status or DatasetStatus()).model_copy(deep=True)
+        st.observedGeneration = ds.metadata.generation
+        if not self.datasets.exists(ds.name):
+            if st.phase == "Failed":
+                return st  # a failed ingest waits for a new spec (or a delete), never a crash loop
+            self.log(f"dataset/{ds.name}: ingesting {ds.spec.source.builtin or ds.spec.source.uri}")
+            try:
+                self.datasets.ingest(ds.name, ds.spec, load_source(ds.spec.source))
+            except ShardwiseError as e:
+                st.phase = "Failed"
+                st.message = str(e)
+                st.set_condition("Ready", "False", "IngestFailed", str(e))
+                self.log(f"dataset/{ds.name}: ingest failed: {e}")
+                return st
+        v = self.view(ds.name)
+        st.phase = "Ready"
+        st.message = ""
+        st.revision = v.state.revision
+        st.samples = len(v.table)
+        st.activeSamples = int(v.state.active.sum())
+        st.tombstoned = st.samples - st.activeSamples
+        st.classes = len(v.table.class_names)
+        st.set_condition("Ready", "True", "Ingested", f"revision {st.revision}")
+        return st
+
+    # -- forget requests ----------------------------------------------------------------
+    def accept_forgets(self, dataset: str, requests: list[ForgetRequest]) -> dict[str, ForgetRequestStatus]:
+        """Resolve pending requests of one dataset and tombstone them all in ONE new revision."""
+        out: dict[str, ForgetRequestStatus] = {}
+        if not self.datasets.exists(dataset):
+            for fr in requests:
+                out[fr.name] = _forget_status(fr, "Pending", "Ready", "False", "DatasetNotReady",
+                                              f"waiting for Dataset {dataset!r}")
+            return out
+        v = self.view(dataset)
+        accepted: list[tuple[ForgetRequest, np.ndarray, int]] = []
+        for fr in requests:
+            res = fbrain.resolve(fr.spec, v.table.ids, v.table.owners, v.state.tombstoned_at)
+            why = fbrain.rejection(fr.spec, res)
+            if why:
+                out[fr.name] = _forget_status(fr, "Failed", "Failed", "True", "UnknownSamples", why)
+                self.log(f"forgetrequest/{fr.name}: rejected: {why}")
+            else:
+                accepted.append((fr, res.indices, len(res.already_forgotten)))
+        if not accepted:
+            return out
+        idx = np.unique(np.concatenate([a[1] for a in accepted]))
+        new = v.state.forget(idx)
+        names = [a[0].name for a in accepted]
+        self.datasets.write_revision(dataset, new, {"kind": "forget", "requests": names, "samples": int(idx.size)})
+        scrubbed = self.datasets.scrub(dataset)
+        self.log(f"dataset/{dataset}: revision {new.revision} tombstones {idx.size} sample(s) "
+                 f"for {', '.join(names)} (payload rows scrubbed: {scrubbed})")
+        for fr, ix, already in accepted:
+            st = (fr.status or ForgetRequestStatus()).model_copy(deep=True)
+            st.observedGeneration = fr.metadata.generation
+            st.datasetRevision = new.revision
+            st.samples = int(ix.size)
+            st.alreadyForgotten = already
+            st.acceptedAt = iso(now())
+            st.deadline = _plus_days(fr.metadata.creationTimestamp or st.acceptedAt, fr.spec.deadlineDays)
+            st.phase = "Retraining"
+            st.set_condition("Progressing", "True", "Tombstoned", f"dataset revision {new.revision}")
+            out[fr.name] = st
+        return out
+
+    def complete_forget(self, fr: ForgetRequest, models: list[ShardedModel]) -> ForgetRequestStatus | None:
+        """The new status once every model on the dataset has published and purged; None if unchanged."""
+        st = fr.status
+        if st is None or st.phase in ("Complete", "Failed") or st.datasetRevision is None:
+            return None
+        T = st.datasetRevision
+        waiting = [m.name for m in models
+                   if not m.status or (m.status.purgedRevision or 0) < T or (m.status.datasetRevision or 0) < T]
+        if waiting:
+            phase = "Queued" if any(m.status is None or m.status.publishedVersion is None for m in models) \
+                else "Retraining"
+            new = _forget_status(fr, phase, "Progressing", "True", "Retraining",
+                                 f"waiting for {', '.join(waiting)} to retrain, publish and purge")
+            return None if _same(new, st) else new
+        purges = []
+        for m in models:
+            prefix = f"{self.layout.model(m.name, _uid(m))}/purges/"
+            recs = [self.store.get_json(k) for k in sorted(self.store.list(prefix)) if k.endswith(".json")]
+            rec = next((r for r in recs if r["revision"] >= T), recs[-1] if recs else {})
+            purges.append(fbrain.ModelPurge(m.name, _uid(m), rec.get("revision", T),
+                                            rec.get("publishedVersion") or 0, rec))
+        cert = fbrain.certificate(fr.name, fr.spec.datasetRef, T, st.samples or 0,
+                                  fbrain.ids_digest(self._forgotten_ids(fr)), purges, st.acceptedAt or "", iso(now()))
+        cert["ledgerEntry"] = self._append_ledger(fr.name, cert)
+        new = st.model_copy(deep=True)
+        new.certificate = cert
+        new.completedAt = cert["completedAt"]
+        new.phase = "Complete"
+        new.message = f"forgotten from {len(models)} model(s)"
+        new.set_condition("Progressing", "False", "Complete", "")
+        new.set_condition("Ready", "True", "Complete", new.message)
+        self.log(f"forgetrequest/{fr.name}: Complete ({st.samples} sample(s), {len(models)} model(s))")
+        return new
+
+    def _forgotten_ids(self, fr: ForgetRequest) -> list[str]:
+        v = self.view(fr.spec.datasetRef)
+        hit = np.flatnonzero(v.state.tombstoned_at == fr.status.datasetRevision)  # type: ignore[union-attr]
+        res = fbrain.resolve(fr.spec, v.table.ids, v.table.owners, np.zeros_like(v.state.tombstoned_at))
+        return sorted(set(v.table.ids[np.intersect1d(hit, res.indices)].tolist()))
+
+    def _append_ledger(self, request: str, cert: dict) -> str:
+        keys = sorted(k for k in self.store.list(self.layout.ledger()) if k.endswith(".json"))
+        prev = self.store.get_json(keys[-1])["hash"] if keys else "0" * 64
+        key = self.layout.ledger_entry(len(keys) + 1, request)
+        self.store.put_json(key, fbrain.chain_entry(len(keys) + 1, prev, cert))
+        return key
+
+    # -- models -------------------------------------------------------------------------
+    def observe_model(self, m: ShardedModel, liveness: JobLiveness) -> ModelObservation:
+        status = m.status or ShardedModelStatus()
+        revision = fps = None
+        if self.datasets.exists(m.spec.datasetRef):
+            v = self.view(m.spec.datasetRef)
+            revision = v.state.revision
+            a = v.assignment(m.spec.shards, m.spec.slices, m.spec.training.seed, m.spec.groupBy == "owner")
+            fps = slice_fingerprints(a, v.state)
+        return ModelObservation(
+            name=m.name, spec=m.spec, status=status, generation=m.metadata.generation,
+            revision=revision, fingerprints=fps, published=self.published(m), jobs=self.job_records(m, liveness),
+            purged_revision=status.purgedRevision or 0, evaluated_version=status.accuracyVersion,
+        )
+
+    def published(self, m: ShardedModel) -> VersionManifest | None:
+        L = self.layout
+        try:
+            n = int(self.store.get_json(L.current(m.name, _uid(m)))["version"])
+            return VersionManifest.from_dict(self.store.get_json(L.version(m.name, _uid(m), n)))
+        except NotFound:
+            return None
+
+    def job_records(self, m: ShardedModel, liveness: JobLiveness) -> list[JobRecord]:
+        L, uid = self.layout, _uid(m)
+        prefix = f"{L.model(m.name, uid)}/jobs/"
+        out = []
+        for name in sorted({k[len(prefix):].split("/")[0] for k in self.store.list(prefix)}):
+            try:
+                req = self.store.get_json(L.job_request(m.name, uid, name))
+            except NotFound:
+                continue
+            try:
+                st = self.store.get_json(L.job_status(m.name, uid, name))
+            except NotFound:
+                st = {}
+            state = liveness(name, st)
+            if state is None:
+                continue
+            out.append(JobRecord(
+                name=name, shard=int(req["shard"]), from_slice=int(req["fromSlice"]), revision=int(req["revision"]),
+                state=state, chain=tuple(CheckpointRef.from_dict(d) for d in st.get("chain", [])),
+                message=st.get("message", ""), seconds=float(st.get("computeSeconds", 0.0)),
+                extra={"wallSeconds": st.get("wallSeconds")},
+            ))
+        return out
+
+    def write_job_request(self, m: ShardedModel, a: StartJob) -> str:
+        """The trainer's whole input, in the store; the Job or process only names it."""
+        L, uid = self.layout, _uid(m)
+        request = {
+            "job": a.name, "namespace": self.namespace, "model": m.name, "uid": uid,
+            "spec": m.spec.model_dump(mode="json"), "dataset": m.spec.datasetRef,
+            "shard": a.shard, "fromSlice": a.from_slice, "revision": a.revision, "purpose": a.purpose,
+            "parent": a.parent.to_dict() if a.parent else None, "keep": [r.to_dict() for r in a.keep],
+        }
+        key = L.job_request(m.name, uid, a.name)
+        self.store.put_json(key, request)
+        self.store.delete(L.job_status(m.name, uid, a.name))
+        self.log(f"shardedmodel/{m.name}: {a.purpose} shard {a.shard} slices {a.from_slice}..{m.spec.slices - 1} "
+                 f"at revision {a.revision} (job {a.name})")
+        return key
+
+    def publish(self, m: ShardedModel, manifest: VersionManifest, obs: ModelObservation) -> None:
+        """Write the version, then swap current.json: the one atomic step that publishes."""
+        L, uid = self.layout, _uid(m)
+        old_keys = obs.published.keys() if obs.published else set()
+        new_refs = [r for chain in manifest.chains for r in chain if r.key not in old_keys]
+        used = [j for j in obs.jobs if j.state == "succeeded" and any(j.chain == c for c in manifest.chains)]
+        doc = manifest.to_dict() | {
+            "created": iso(now()),
+            "model": m.name,
+            "aggregation": m.spec.aggregation,
+            "previousVersion": obs.published.version if obs.published else None,
+            "newCheckpoints": [{"key": r.key, "sha256": r.sha256, "shard": r.shard, "slice": r.slice} for r in new_refs],
+            "jobs": [{"name": j.name, "shard": j.shard, "fromSlice": j.from_slice, "computeSeconds": j.seconds,
+                      "wallSeconds": j.extra.get("wallSeconds")} for j in used],
+        }
+        self.store.put_json(L.version(m.name, uid, manifest.version), doc)
+        self.store.put_json(L.current(m.name, uid), {"version": manifest.version})
+        self.log(f"shardedmodel/{m.name}: published version {manifest.version} "
+                 f"(dataset revision {manifest.revision}, {len(new_refs)} new checkpoint(s))")
+
+    def purge(self, m: ShardedModel, revision: int, obs: ModelObservation) -> int:
+        """Delete whatever still holds samples forgotten up to `revision`; write the purge record."""
+        L, uid = self.layout, _uid(m)
+        v = self.view(m.spec.datasetRef, revision)
+        a = v.assignment(m.spec.shards, m.spec.slices, m.spec.training.seed, m.spec.groupBy == "owner")
+        metas = [k for k in self.store.list(L.model(m.name, uid) + "/") if k.endswith("/meta.json") and "/shard-" in k]
+        stored = [CheckpointRef.from_dict(self.store.get_json(k)) for k in metas]
+        vdocs = {int(k.rsplit("/", 1)[1][:-5]): self.store.get_json(k)
+                 for k in self.store.list(L.versions(m.name, uid)) if k.endswith(".json")}
+        pub = obs.published.version if obs.published else None
+        plan = plan_purge(stored, [VersionManifest.from_dict(d) for d in vdocs.values()], pub, a,
+                          v.state.tombstoned_at)
+        # Versions first (nothing may point at a missing checkpoint), then checkpoints.
+        for n in plan.versions:
+            self.store.delete(L.version(m.name, uid, n))
+        for ref in plan.checkpoints:
+            self.store.delete(ref.key)
+            self.store.delete(L.checkpoint_meta(ref.key))
+        for j in obs.jobs:  # finished job records are history once published
+            if j.state != "running":
+                self.store.delete_prefix(f"{L.model(m.name, uid)}/jobs/{j.name}/")
+        pubdoc = vdocs.get(pub, {}) if pub else {}
+        self.store.put_json(L.purge_record(m.name, uid, revision), {
+            "revision": revision,
+            "publishedVersion": pub,
+            "purgedCheckpoints": {k: v for k, v in plan.held.items() if not k.startswith("version:")},
+            "purgedVersions": {k.split(":")[1]: v for k, v in plan.held.items() if k.startswith("version:")},
+            "newCheckpoints": pubdoc.get("newCheckpoints", []),
+            "retrainedShards": [{"shard": j["shard"], "fromSlice": j["fromSlice"]} for j in pubdoc.get("jobs", [])],
+            "retrainSeconds": sum(j.get("computeSeconds") or 0 for j in pubdoc.get("jobs", [])),
+            "at": iso(now()),
+        })
+        if not plan.empty:
+            self.log(f"shardedmodel/{m.name}: purged {len(plan.checkpoints)} checkpoint(s) and "
+                     f"{len(plan.versions)} version(s) that held forgotten samples")
+        return revision
+
+    def evaluation(self, m: ShardedModel, version: int) -> float | None:
+        try:
+            return float(self.store.get_json(self.layout.evaluation(m.name, _uid(m), version))["accuracy"])
+        except NotFound:
+            return None
+
+
+def _plus_days(ts: str, days: int) -> str:
+    return (datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ") + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _forget_status(fr: ForgetRequest, phase: str, ctype: str, cstatus, reason: str, msg: str) -> ForgetRequestStatus:
+    st = (fr.status or ForgetRequestStatus()).model_copy(deep=True)
+    st.phase = phase
+    st.observedGeneration = fr.metadata.generation
+    st.message = msg
+    st.set_condition(ctype, cstatus, reason, msg)
+    return st
+
+
+def _same(a: ForgetRequestStatus, b: ForgetRequestStatus) -> bool:
+    strip = lambda s: (s.model_dump(exclude={"conditions"}),  # noqa: E731
+                       [(c.type, c.status, c.reason, c.message) for c in s.conditions])
+    return strip(a) == strip(b)
