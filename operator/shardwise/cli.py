@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the API models")
     c.add_argument("--out", default="crds")
 
+    op = sub.add_parser("operator", help="run the Kubernetes operator (kopf); settings from SHARDWISE_* env")
+    op.add_argument("--standalone", action="store_true", default=True, help="no peering (one replica); the default")
+    op.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
+
     dm = sub.add_parser("demo", help="train on digits, forget one person, show the speedup and the certificate")
     dm.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     dm.add_argument("--shards", type=int, default=4)
@@ -231,6 +235,18 @@ def cmd_crds(args) -> int:
     return 0
 
 
+def cmd_operator(args) -> int:
+    import kopf
+
+    import shardwise.kube.handlers  # noqa: F401  (registers the handlers)
+    from shardwise.kube.settings import OperatorSettings
+
+    conf = OperatorSettings.from_env()
+    kopf.run(standalone=True, clusterwide=not conf.watch_namespaces, namespaces=conf.watch_namespaces,
+             liveness_endpoint=args.liveness)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from shardwise.demo import run_demo
 
@@ -242,6 +258,7 @@ def cmd_demo(args) -> int:
 COMMANDS = {
     "apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete, "forget": cmd_forget,
     "predict": cmd_predict, "reconcile": cmd_reconcile, "verify": cmd_verify, "crds": cmd_crds, "demo": cmd_demo,
+    "operator": cmd_operator,
 }
 
 

@@ -26,30 +26,48 @@ class TrainerSettings:
     backoff_limit: int = 3
     active_deadline_seconds: int = 6 * 3600
     ttl_seconds_after_finished: int = 24 * 3600
+    gpu_tolerations: tuple[dict[str, Any], ...] = ()
 
 
 def job_labels(model: str, shard: int, purpose: str) -> dict[str, str]:
-    return {
+    labels = {
         "app.kubernetes.io/managed-by": "shardwise",
         "shardwise.io/model": model,
-        "shardwise.io/shard": str(shard),
         "shardwise.io/purpose": purpose,
     }
+    if shard >= 0:
+        labels["shardwise.io/shard"] = str(shard)
+    return labels
+
+
+def evaluation_job_name(model: str, version: int) -> str:
+    suffix = f"-eval-v{version}"
+    return model[: 63 - len(suffix)] + suffix
+
+
+def build_evaluation_job(model: ShardedModel, version: int, request_key: str, s: TrainerSettings) -> dict[str, Any]:
+    """Held-out evaluation of a published version: the same pod shape as training."""
+    return _job(model, evaluation_job_name(model.name, version), job_labels(model.name, -1, "evaluate"),
+                ["evaluate", "--store", s.store_uri, "--request", request_key], s)
 
 
 def build_training_job(model: ShardedModel, start: StartJob, request_key: str, s: TrainerSettings) -> dict[str, Any]:
-    spec, res = model.spec, model.spec.resources
-    labels = job_labels(model.name, start.shard, start.purpose)
+    args = [
+        "train", "--store", s.store_uri, "--request", request_key,
+        "--shard", str(start.shard), "--from-slice", str(start.from_slice), "--to-slice",
+        str(model.spec.slices - 1), "--parent", start.parent.key if start.parent else "none",
+    ]
+    return _job(model, start.name, job_labels(model.name, start.shard, start.purpose), args, s)
+
+
+def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str], s: TrainerSettings) -> dict[str, Any]:
+    res = model.spec.resources
+    labels = dict(labels)
     if res.queueName:
         labels["kueue.x-k8s.io/queue-name"] = res.queueName
     limits: dict[str, str] = {"memory": res.memory}
     if res.gpus:
         limits["nvidia.com/gpu"] = str(res.gpus)
-    args = [
-        "train", "--store", s.store_uri, "--request", request_key,
-        "--shard", str(start.shard), "--from-slice", str(start.from_slice), "--to-slice", str(spec.slices - 1),
-        "--parent", start.parent.key if start.parent else "none",
-    ]
     container = {
         "name": "trainer",
         "image": s.image,
@@ -82,15 +100,16 @@ def build_training_job(model: ShardedModel, start: StartJob, request_key: str, s
     }
     if res.nodeSelector:
         pod_spec["nodeSelector"] = dict(res.nodeSelector)
-    if res.tolerations:
-        pod_spec["tolerations"] = list(res.tolerations)
+    tolerations = list(res.tolerations) + (list(s.gpu_tolerations) if res.gpus else [])
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
     if res.priorityClassName:
         pod_spec["priorityClassName"] = res.priorityClassName
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": start.name,
+            "name": name,
             "namespace": model.namespace,
             "labels": labels,
             "ownerReferences": [{

@@ -1,0 +1,206 @@
+"""The kube body: API objects in, brain decisions out as Jobs, status patches and Events.
+
+Everything it knows comes from the API server (resources, Jobs, status) and the
+store; nothing is kept in memory between calls, so a restart resumes where the
+last run stopped. Job names are deterministic, so a repeated step is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any, Callable
+
+import kopf
+from minio import Minio
+from pydantic import ValidationError
+
+from shardwise.api import Dataset, ForgetRequest, ShardedModel
+from shardwise.api.common import Resource
+from shardwise.brain.model import Evaluate, Publish, Purge, StartJob, reconcile_model
+from shardwise.control import StoreControl
+from shardwise.errors import ShardwiseError
+from shardwise.kube.client import Kube
+from shardwise.kube.jobs import TrainerSettings, build_evaluation_job, build_training_job, evaluation_job_name
+from shardwise.kube.settings import OperatorSettings
+from shardwise.local.manifests import describe_validation
+from shardwise.store import open_store
+from shardwise.store.base import Store
+from shardwise.store.s3 import S3Store
+
+log = logging.getLogger("shardwise.operator")
+# One reconcile at a time per namespace: Job events and timers may arrive together.
+_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+class Body:
+    def __init__(self, kube: Kube, settings: OperatorSettings):
+        self.kube, self.settings = kube, settings
+
+    # -- plumbing -------------------------------------------------------------------------
+    async def store_for(self, ns: str) -> Store:
+        """The tenant's store: its own prefix, with credentials from its own Secret."""
+        if self.settings.dev_store:
+            return open_store(self.settings.dev_store)
+        creds = await self.kube.secret(ns, self.settings.s3_secret)
+        endpoint = self.settings.s3_endpoint
+        client = Minio(endpoint.split("://", 1)[-1], creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"],
+                       secure=endpoint.startswith("https://"))
+        store = S3Store(client, self.settings.bucket, self.settings.prefix)
+        await asyncio.to_thread(store.ensure_bucket)
+        return store
+
+    def trainer(self, ns: str) -> TrainerSettings:
+        s = self.settings
+        return TrainerSettings(image=s.trainer_image, store_uri=s.store_uri(ns), s3_endpoint=s.s3_endpoint,
+                               s3_secret=s.s3_secret, backoff_limit=s.backoff_limit,
+                               active_deadline_seconds=s.deadline_seconds, gpu_tolerations=tuple(s.gpu_tolerations))
+
+    async def _parse(self, cls: type[Resource], doc: dict[str, Any]) -> Resource | None:
+        """A bad spec becomes a Failed condition naming the field, never an exception (no crash loop)."""
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as e:
+            msg = describe_validation(e)
+            meta = doc.get("metadata", {})
+            status = {"phase": "Failed", "observedGeneration": meta.get("generation"), "message": msg,
+                      "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": msg}]}
+            if (doc.get("status") or {}).get("message") != msg:
+                await self.kube.patch_status(cls.PLURAL, meta["namespace"], meta["name"], status)
+                kopf.warn(doc, reason="InvalidSpec", message=msg)
+            return None
+
+    async def _put_status(self, res: Resource, status) -> bool:
+        def key(s):
+            return None if s is None else (s.model_dump(exclude={"conditions"}),
+                                           [(c.type, c.status, c.reason, c.message) for c in s.conditions])
+        if key(res.status) == key(status):
+            return False
+        await self.kube.patch_status(res.PLURAL, res.namespace, res.name, status.model_dump(mode="json"))
+        res.status = status
+        return True
+
+    # -- the namespace pass ------------------------------------------------------------------
+    async def reconcile_namespace(self, ns: str, max_passes: int = 8) -> None:
+        """Passes until nothing changes (publish, purge and completion are steps of their own)."""
+        async with _locks[ns]:
+            control = StoreControl(await self.store_for(ns), ns, log.info)
+            for _ in range(max_passes):
+                if not await self._pass(ns, control):
+                    return
+
+    async def _pass(self, ns: str, control: StoreControl) -> bool:
+        """Datasets, then forget requests, then models, then completions: the local body's order."""
+        changed = False
+        docs = {p: await self.kube.list(p, ns) for p in ("datasets", "forgetrequests", "shardedmodels")}
+        for doc in docs["datasets"]:
+            ds = await self._parse(Dataset, doc)
+            if ds is None:
+                continue
+            if ds.spec.source.uri and not ds.spec.source.uri.startswith("s3://"):
+                await self._put_status(ds, _failed(ds, "spec.source.uri: in a cluster a Dataset is read from "
+                                                       "s3:// only (the operator never reads its own files)"))
+                continue
+            if await self._put_status(ds, await asyncio.to_thread(control.reconcile_dataset, ds)):
+                changed = True
+                kopf.info(doc, reason=ds.status.phase, message=ds.status.message or f"revision {ds.status.revision}")
+        frs = [fr for fr in [await self._parse(ForgetRequest, d) for d in docs["forgetrequests"]] if fr]
+        pending: dict[str, list[ForgetRequest]] = defaultdict(list)
+        for fr in frs:
+            if fr.status is None or (fr.status.phase == "Pending" and fr.status.datasetRevision is None):
+                pending[fr.spec.datasetRef].append(fr)
+        for ds_name, requests in pending.items():
+            result = await asyncio.to_thread(control.accept_forgets, ds_name, requests)
+            for fr in requests:
+                if fr.name in result and await self._put_status(fr, result[fr.name]):
+                    changed = True
+                    kopf.info(fr.to_doc(), reason=fr.status.phase, message=fr.status.message or
+                              f"tombstoned in dataset revision {fr.status.datasetRevision}")
+        models = [m for m in [await self._parse(ShardedModel, d) for d in docs["shardedmodels"]] if m]
+        for m in models:
+            changed |= await self.reconcile_model(m, control)
+        for fr in frs:
+            same = [m for m in models if m.spec.datasetRef == fr.spec.datasetRef]
+            st = await asyncio.to_thread(control.complete_forget, fr, same)
+            if st is not None and await self._put_status(fr, st):
+                changed = True
+                if st.phase == "Complete":
+                    kopf.info(fr.to_doc(), reason="Complete", message=st.message)
+        return changed
+
+    async def reconcile_model(self, m: ShardedModel, control: StoreControl) -> bool:
+        ns = m.namespace
+        jobs = await self.kube.jobs_of(ns, m.name)
+        obs = await asyncio.to_thread(control.observe_model, m, _liveness(jobs))
+        actions, status = reconcile_model(obs)
+        acted = False
+        for a in actions:
+            acted |= not isinstance(a, (StartJob, Evaluate))  # publish and purge call for another pass
+            if isinstance(a, StartJob):
+                if a.name in jobs:
+                    continue  # exists already (e.g. after a restart): nothing to do
+                key = await asyncio.to_thread(control.write_job_request, m, a)
+                if await self.kube.create_job(ns, build_training_job(m, a, key, self.trainer(ns))):
+                    kopf.info(m.to_doc(), reason="JobCreated",
+                              message=f"{a.purpose} shard {a.shard} from slice {a.from_slice} (job {a.name})")
+            elif isinstance(a, Publish):
+                await asyncio.to_thread(control.publish, m, a.manifest, obs)
+                kopf.info(m.to_doc(), reason="Published", message=f"version {a.manifest.version}")
+            elif isinstance(a, Purge):
+                status.purgedRevision = await asyncio.to_thread(control.purge, m, a.revision, obs)
+                kopf.info(m.to_doc(), reason="Purged", message=f"dataset revision {a.revision}")
+            elif isinstance(a, Evaluate):
+                acc = await asyncio.to_thread(control.evaluation, m, a.version)
+                if acc is not None:
+                    status.accuracy, status.accuracyVersion = acc, a.version
+                    acted = True
+                elif evaluation_job_name(m.name, a.version) not in jobs:
+                    key = f"{control.layout.model(m.name, m.metadata.uid or 'nouid')}/evals/{a.version:06d}.request.json"
+                    control.store.put_json(key, {"namespace": ns, "model": m.name, "uid": m.metadata.uid,
+                                                 "version": a.version, "spec": m.spec.model_dump(mode="json")})
+                    await self.kube.create_job(ns, build_evaluation_job(m, a.version, key, self.trainer(ns)))
+        old_phase = m.status.phase if m.status else None
+        changed = await self._put_status(m, status)
+        if changed and status.phase != old_phase:
+            kopf.info(m.to_doc(), reason=status.phase, message=status.condition("Ready").message
+                      if status.condition("Ready") else "")
+        return changed or acted
+
+    async def delete_model(self, m: ShardedModel) -> int:
+        """storagePolicy Delete: remove the model's objects from the store; Retain keeps them."""
+        if m.spec.storagePolicy != "Delete":
+            return 0
+        store = await self.store_for(m.namespace)
+        prefix = StoreControl(store, m.namespace).layout.model(m.name, m.metadata.uid or "nouid") + "/"
+        return len(await asyncio.to_thread(store.delete_prefix, prefix))
+
+
+def _liveness(jobs: dict[str, dict[str, Any]]) -> Callable[[str, dict], str | None]:
+    """Job state from the API server, the result from the store (the trainer writes it)."""
+    def state(name: str, st: dict) -> str | None:
+        job = jobs.get(name)
+        if job is None:  # gone (TTL) or never created: the store says whether it finished
+            return st.get("state") if st.get("state") in ("succeeded", "failed") else None
+        js = job.get("status") or {}
+        conds = {c.get("type"): c for c in js.get("conditions") or [] if c.get("status") == "True"}
+        if "Failed" in conds:
+            st.setdefault("message", conds["Failed"].get("message") or conds["Failed"].get("reason", "Job failed"))
+            return "failed"
+        if js.get("succeeded") or "Complete" in conds:
+            if st.get("state") == "succeeded":
+                return "succeeded"
+            st["message"] = "the Job succeeded but the trainer wrote no result to the store"
+            return "failed"
+        return "running"
+    return state
+
+
+def _failed(res: Resource, msg: str):
+    st = (res.status or type(res).model_fields["status"].annotation.__args__[0]()).model_copy(deep=True)  # type: ignore
+    st.phase, st.message = "Failed", msg
+    st.set_condition("Ready", "False", "InvalidSpec", msg)
+    return st
+
+
+__all__ = ["Body", "ShardwiseError"]

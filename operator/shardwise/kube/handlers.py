@@ -1,0 +1,66 @@
+"""kopf handlers: thin. Every event becomes one namespace pass of the kube body.
+
+Run with `shardwise operator` or `kopf run -m shardwise.kube.handlers --standalone`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from shardwise import API_GROUP, API_VERSION
+from shardwise.api import ShardedModel
+from shardwise.kube.body import Body
+from shardwise.kube.client import Kube, make_api_client
+from shardwise.kube.settings import OperatorSettings
+
+CRS = ("datasets", "shardedmodels", "forgetrequests")
+MANAGED = {"app.kubernetes.io/managed-by": "shardwise"}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    conf = OperatorSettings.from_env()
+    settings.posting.level = logging.INFO
+    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+    settings.watching.server_timeout = 300
+    memo.body = Body(Kube(await make_api_client(conf.kube_host)), conf)
+    memo.resync = conf.resync_seconds
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_) -> None:
+    if getattr(memo, "body", None) is not None:
+        await memo.body.kube.api.close()
+
+
+async def _pass(namespace: str, memo: kopf.Memo, **_) -> None:
+    await memo.body.reconcile_namespace(namespace)
+
+
+def _register(plural: str) -> None:
+    kw = dict(group=API_GROUP, version=API_VERSION, plural=plural)
+    kopf.on.create(**kw, id=f"{plural}-create")(_pass)
+    kopf.on.resume(**kw, id=f"{plural}-resume")(_pass)
+    kopf.on.update(**kw, field="spec", id=f"{plural}-update")(_pass)
+    # a safety net: resync even when no event arrives (e.g. after a store outage)
+    kopf.timer(**kw, interval=30.0, initial_delay=5.0, id=f"{plural}-resync")(_pass)
+
+
+for _plural in CRS:
+    _register(_plural)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+async def job_event(namespace: str, memo: kopf.Memo, **_) -> None:
+    """An owned Job changed (started, progressed, finished): reconcile its namespace."""
+    await memo.body.reconcile_namespace(namespace)
+
+
+@kopf.on.delete(API_GROUP, API_VERSION, "shardedmodels")
+async def model_deleted(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None:
+    n = await memo.body.delete_model(ShardedModel.model_validate(dict(body)))
+    logger.info(f"storagePolicy: removed {n} object(s) from the store")
