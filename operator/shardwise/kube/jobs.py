@@ -124,7 +124,7 @@ def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str]
             "podFailurePolicy": {"rules": [
                 {"action": "FailJob",
                  "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [EXIT_BAD_CONFIG]}},
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
