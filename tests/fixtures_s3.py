@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,11 +22,16 @@ import pytest
 
 ACCESS_KEY, SECRET_KEY = "shardwise-test", "shardwise-test-secret"
 
-# Every listening port `weed mini` opens, so that parallel runs never clash.
+# Every listening port `weed mini` opens, so that parallel runs never clash. Left unset, a
+# gRPC port is its HTTP port + 10000 and the rest are fixed defaults (9333, 8888, 23646...).
 PORT_FLAGS = [
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
     "s3.port.grpc", "admin.port", "admin.port.grpc", "webdav.port", "debug.port", "s3.debug.port",
 ]
+# Each gRPC server also listens on /tmp/seaweedfs-<name>-<port>.sock, a path no flag moves, and
+# some of those files outlive the process: removed at stop, for our ports only.
+GRPC_SOCKETS = {"master.port.grpc": "master-grpc", "volume.port.grpc": "volume-grpc", "filer.port.grpc": "filer-grpc",
+                "s3.port.grpc": "s3-grpc", "admin.port.grpc": "admin-grpc"}
 
 
 @dataclass
@@ -37,10 +43,12 @@ class SeaweedFS:
     workdir: Path
     argv: list[str]
 
-    def client(self, access_key: str | None = None, secret_key: str | None = None):
+    def client(self, access_key: str | None = None, secret_key: str | None = None, http_client=None):
+        """A minio client; http_client e.g. to turn off urllib3's own retries."""
         from minio import Minio
 
-        return Minio(self.endpoint, access_key or self.access_key, secret_key or self.secret_key, secure=False)
+        return Minio(self.endpoint, access_key or self.access_key, secret_key or self.secret_key, secure=False,
+                     http_client=http_client)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -50,14 +58,35 @@ class SeaweedFS:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        for flag, name in GRPC_SOCKETS.items():
+            port = next(a.split("=", 1)[1] for a in self.argv if a.startswith(f"-{flag}="))
+            sock = Path(f"/tmp/seaweedfs-{name}-{port}.sock")
+            if sock.is_socket():
+                sock.unlink()
 
     def start(self) -> None:
-        """(Re)start on the same folder and ports: data persists across restarts."""
+        """(Re)start on the same folder and ports: data persists across restarts.
+
+        Call from the main thread: the server is tied to the starting thread (see _die_with_parent).
+        """
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
-        log = (self.workdir / "weed.out").open("ab")
-        self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
+        with (self.workdir / "weed.out").open("ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True, preexec_fn=_die_with_parent)
         wait_for_s3(self)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies without teardown (killed by a CI timeout).
+
+    Linux sends it when the thread that forked exits, hence start() from the main thread only.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: teardown alone stops the server
+        pass
 
 
 def free_ports(n: int) -> list[int]:
@@ -73,13 +102,17 @@ def free_ports(n: int) -> list[int]:
 
 
 def wait_for_s3(server: SeaweedFS, timeout: float = 90.0) -> None:
+    import urllib3
+
+    # Our own polling: urllib3's retries would hide for seconds that the server is up.
+    probe = server.client(http_client=urllib3.PoolManager(retries=False, timeout=5))
     deadline = time.time() + timeout
     last = ""
     while time.time() < deadline:
         if server.process.poll() is not None:
             break
         try:
-            server.client().list_buckets()
+            probe.list_buckets()
             return
         except Exception as e:  # not up yet
             last = f"{type(e).__name__}: {e}"
@@ -99,14 +132,20 @@ def seaweedfs(tmp_path_factory) -> SeaweedFS:
     (work / "logs").mkdir()
     ports = free_ports(len(PORT_FLAGS) + 1)
     s3_port = ports[-1]
+    # The HTTP-side local sockets (default /tmp/seaweedfs-{filer,s3}-<port>.sock) can be moved: into
+    # the work folder, unless its path is too long for a unix socket (108 bytes).
+    socks = work if len(str(work)) < 80 else Path(tempfile.mkdtemp(prefix="weed-"))
     argv = [weed, f"-logdir={work / 'logs'}", "mini", f"-dir={work / 'data'}", "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1", f"-s3.port={s3_port}", "-master.telemetry=false", "-webdav=false",
             "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-filer.localSocket={socks / 'filer.sock'}", f"-s3.localSocket={socks / 's3.sock'}",
             *(f"-{flag}={port}" for flag, port in zip(PORT_FLAGS, ports))]
     server = SeaweedFS(f"127.0.0.1:{s3_port}", ACCESS_KEY, SECRET_KEY, None, work, argv)  # type: ignore[arg-type]
     server.start()
     yield server
     server.stop()
+    if socks != work:
+        shutil.rmtree(socks, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ against SeaweedFS.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +42,8 @@ def declare(kmock) -> None:
         verbs={"get", "list", "watch", "create", "patch", "delete"}, subresources={"status"})
     kmock.resources["v1/events"] = kmock.ResourceInfo(kind="Event", singular="event", namespaced=True,
                                                       verbs={"create", "patch", "get", "list"})
+    kmock.resources["v1/secrets"] = kmock.ResourceInfo(kind="Secret", singular="secret", namespaced=True,
+                                                       verbs={"get", "list", "create"})
     kmock.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", singular="namespace", namespaced=False,
                                                           verbs={"get", "list", "watch"})
 
@@ -86,6 +90,17 @@ class Cluster:
         r = await self.kmock.get(f"/apis/batch/v1/namespaces/{NS}/jobs")
         return (await r.json()).get("items", [])
 
+    def open_store(self):
+        from minio import Minio
+
+        from shardwise.store import open_store
+        from shardwise.store.s3 import S3Store
+
+        if not str(self.store_dir).startswith("s3://"):
+            return open_store(self.store_dir)
+        client = Minio(os.environ["SHARDWISE_S3_ENDPOINT"], *self.s3_keys, secure=False)
+        return S3Store(client, str(self.store_dir)[len("s3://"):])
+
     def job_creations(self) -> list[str]:
         return [r.data["metadata"]["name"]
                 for r in self.kmock[self.kmock.action.CREATE, self.kmock.resource("batch/v1/jobs")]]
@@ -93,13 +108,15 @@ class Cluster:
     async def run_jobs_forever(self) -> None:
         """The trainer stand-in: run each new Job's args with the real entrypoint, then mark it done."""
         while True:
-            for job in await self.jobs():
+            for job in await self.jobs():  # (an exception here would end the stand-in: see wait_for)
                 name = job["metadata"]["name"]
                 if name in self.ran or (job.get("status") or {}).get("succeeded"):
                     continue
                 self.ran[name] = self.ran.get(name, 0) + 1
-                args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-                proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shardwise_trainer", *args,
+                container = job["spec"]["template"]["spec"]["containers"][0]
+                env = {**os.environ, **await self.container_env(container)}
+                proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shardwise_trainer",
+                                                            *container["args"], env=env,
                                                             stdout=asyncio.subprocess.DEVNULL,
                                                             stderr=asyncio.subprocess.PIPE)
                 try:
@@ -116,24 +133,54 @@ class Cluster:
                                        headers={"Content-Type": "application/merge-patch+json"})
             await asyncio.sleep(0.1)
 
+    async def container_env(self, container: dict) -> dict[str, str]:
+        """The container's env as the kubelet would set it: values, and keys of Secrets in the namespace."""
+        env = {}
+        for e in container.get("env", []):
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            else:
+                ref = e["valueFrom"]["secretKeyRef"]
+                r = await self.kmock.get(f"/api/v1/namespaces/{NS}/secrets/{ref['name']}")
+                env[e["name"]] = base64.b64decode((await r.json())["data"][ref["key"]]).decode()
+        return env
+
     async def wait_for(self, plural: str, name: str, pred, timeout: float = 120) -> dict:
         end = asyncio.get_running_loop().time() + timeout
         while True:
             obj = await self.get(plural, name)
             if pred(obj.get("status") or {}):
                 return obj
+            if self.stand_in is not None and self.stand_in.done() and self.stand_in.exception():
+                raise AssertionError("the trainer stand-in crashed") from self.stand_in.exception()
             if asyncio.get_running_loop().time() > end:
                 raise AssertionError(f"{plural}/{name} never reached the state; status: {obj.get('status')}")
             await asyncio.sleep(0.2)
 
 
-@pytest.fixture
-async def cluster(kmock, tmp_path, monkeypatch):
+@pytest.fixture(params=["folder"])
+async def cluster(request, kmock, tmp_path, monkeypatch):
     declare(kmock)
     monkeypatch.setenv("SHARDWISE_KUBE_HOST", str(kmock.url).rstrip("/"))
-    monkeypatch.setenv("SHARDWISE_DEV_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("SHARDWISE_TRAINER_IMAGE", "shardwise/trainer:test")
-    c = Cluster(kmock, tmp_path / "store")
+    for var in ("SHARDWISE_DEV_STORE", "SHARDWISE_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    keys = ("unused", "unused")
+    if request.param == "folder":
+        monkeypatch.setenv("SHARDWISE_DEV_STORE", str(tmp_path / "store"))
+        store_uri = str(tmp_path / "store")
+    else:  # the production path: S3, with the tenant's credentials from a Secret in its namespace
+        server = request.getfixturevalue("seaweedfs")
+        keys = (server.access_key, server.secret_key)
+        store_uri = f"s3://op-{os.urandom(4).hex()}"
+        monkeypatch.setenv("SHARDWISE_S3_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("SHARDWISE_STORE_BUCKET", store_uri[len("s3://"):])
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shardwise-s3", "namespace": NS},
+              "data": {"AWS_ACCESS_KEY_ID": base64.b64encode(keys[0].encode()).decode(),
+                       "AWS_SECRET_ACCESS_KEY": base64.b64encode(keys[1].encode()).decode()}}
+    assert (await kmock.post(f"/api/v1/namespaces/{NS}/secrets", json=secret)).status in (200, 201)
+    c = Cluster(kmock, store_uri)
+    c.s3_keys = keys  # the test itself reads the store as an admin would
     await c.start_operator()
     yield c
     await c.stop_operator()
@@ -146,6 +193,7 @@ def _ready(st: dict) -> bool:
     return st.get("phase") == "Ready" and st.get("accuracy") is not None
 
 
+@pytest.mark.parametrize("cluster", ["folder", "s3"], indirect=True)
 async def test_a_model_gets_its_jobs_becomes_ready_and_a_forget_retrains_only_affected_shards(cluster):
     await cluster.apply(dataset())
     await cluster.apply(model("m", shards=2, slices=2))
@@ -173,10 +221,9 @@ async def test_a_model_gets_its_jobs_becomes_ready_and_a_forget_retrains_only_af
 
     # a sample of shard 1 only: exactly one retrain Job, for shard 1
     from shardwise.datasets import DatasetStore
-    from shardwise.store import open_store
     from shardwise.store.layout import Layout
 
-    v = DatasetStore(open_store(cluster.store_dir), Layout(NS)).view("digits")
+    v = DatasetStore(cluster.open_store(), Layout(NS)).view("digits")
     a = v.assignment(2, 2, 0, True)
     victim = str(v.table.ids[(a.shard == 1) & (a.slice == 1)][0])
     await cluster.apply(forget("f1", ids=[victim]))
@@ -218,3 +265,21 @@ async def test_a_bad_spec_sets_a_condition_naming_the_field(cluster):
     assert cond["reason"] == "InvalidSpec" and "spec.shards" in cond["message"]
     assert not await cluster.jobs()
     assert cluster.runner is not None and cluster.runner._thread.is_alive()  # still alive: no crash loop
+
+
+async def test_deleting_a_model_honours_its_storage_policy(tmp_path):
+    """The finalizer's work (the kopf on.delete handler calls this): Delete empties the prefix, Retain keeps it."""
+    from shardwise.kube.body import Body
+    from shardwise.kube.settings import OperatorSettings
+    from shardwise.store import open_store
+
+    store = open_store(tmp_path)
+    body = Body(kube=None, settings=OperatorSettings(dev_store=str(tmp_path)))  # no API call on this path
+    for policy, left in (("Retain", 1), ("Delete", 0)):
+        m = model("m", storagePolicy=policy)
+        m.metadata.uid, m.metadata.namespace = "u1", NS
+        store.put_bytes(f"{NS}/models/m/u1/shard-0/slice-0/r000001/checkpoint", b"x")
+        store.put_bytes(f"{NS}/models/other/u2/current.json", b"{}")
+        await body.delete_model(m)
+        assert len(store.list(f"{NS}/models/m/")) == left
+        assert store.exists(f"{NS}/models/other/u2/current.json")  # never another model's objects

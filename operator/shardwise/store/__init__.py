@@ -16,10 +16,12 @@ __all__ = ["Store", "LocalStore", "S3Store", "open_store"]
 
 
 def _env(*names: str) -> str:
+    """The first of names that is set; the error names them all (the first is the usual one)."""
     for n in names:
         if os.environ.get(n):
             return os.environ[n]
-    raise StoreUnavailable(f"an s3:// store needs {names[0]} set in the environment")
+    alt = f" (or {', '.join(names[1:])})" if len(names) > 1 else ""
+    raise StoreUnavailable(f"an s3:// store needs {names[0]}{alt} set in the environment")
 
 
 def open_store(uri: str | Path) -> Store:
@@ -35,7 +37,7 @@ def open_store(uri: str | Path) -> Store:
     if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", u.netloc):
         raise StoreUnavailable(f"store {text!r}: {u.netloc!r} is not a valid S3 bucket name (3-63 of a-z 0-9 . -)")
     endpoint = _env("SHARDWISE_S3_ENDPOINT")
-    secure = endpoint.startswith("https://")
+    secure = endpoint.startswith("https://")  # host:port alone means plain http (in-cluster, dev servers)
     endpoint = endpoint.split("://", 1)[-1].rstrip("/")
     client = Minio(
         endpoint,

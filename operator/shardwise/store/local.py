@@ -13,6 +13,19 @@ SIDECAR = ".sha256"
 TMP_PREFIX = ".tmp-"
 
 
+def check_prefix(prefix: str) -> str:
+    """A list() prefix: its folder part must be a clean key, its last part may be partial.
+
+    This keeps list("../") or list("/etc/") from walking outside the store root.
+    """
+    head, _, _ = prefix.rpartition("/")
+    if head:
+        check_key(head)
+    if any(c in prefix for c in "\\\x00\n\r"):
+        raise InvalidInput(f"store prefix {prefix!r} holds a forbidden character")
+    return prefix
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -22,8 +35,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    except FileNotFoundError:
+        # a concurrent delete() removed the folder, now empty, between the two calls
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -57,6 +75,17 @@ class LocalStore(Store):
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> None:
         path = self._path(key)
         side = path.with_name(path.name + SIDECAR)
+        try:
+            self._put(path, side, data, sha256)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            if side.is_file():  # the key names a folder, so no object owned this sidecar
+                side.unlink()
+            # S3 allows both "a" and "a/b"; a folder cannot, so say which key is at fault
+            raise InvalidInput(f"store key {key!r} collides with another key in {self.uri} "
+                               "(one key is a folder of the other)") from None
+
+    @staticmethod
+    def _put(path: Path, side: Path, data: bytes, sha256: str | None) -> None:
         # The sidecar goes first: a crash between the two writes leaves an object that
         # fails verification (detected), never a verified object with the wrong content.
         if sha256 is not None:
@@ -76,7 +105,7 @@ class LocalStore(Store):
         side = side.with_name(side.name + SIDECAR)
         try:
             return side.read_text().strip()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
 
     def exists(self, key: str) -> bool:
@@ -84,6 +113,7 @@ class LocalStore(Store):
 
     def list(self, prefix: str = "") -> list[str]:
         base = self.root
+        check_prefix(prefix)
         # walk only the deepest folder the prefix names, not the whole store
         head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = base / head if head else base
@@ -104,7 +134,7 @@ class LocalStore(Store):
         for p in (path, path.with_name(path.name + SIDECAR)):
             try:
                 p.unlink()
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 pass
         # drop folders left empty, up to the root
         parent = path.parent
