@@ -63,7 +63,7 @@ def cluster():
     sh("kind", "create", "cluster", "--config", "kind-config.yaml", "--name", CLUSTER, "--wait", "120s")
     try:
         sh("docker", "build", "-f", "operator/Dockerfile", "-t", f"shardwise/operator:{TAG}", ".")
-        sh("docker", "build", "-f", "trainer_image/Dockerfile", "--build-arg", "BASE=python:3.11-slim",
+        sh("docker", "build", "-f", "trainer_image/Dockerfile", "--build-arg", "BASE=python:3.11.10-slim-bookworm",
            "--build-arg", "TORCH_VARIANT=cpu", "-t", f"shardwise/trainer:{TAG}", ".", timeout=1800)
         for image in (f"shardwise/operator:{TAG}", f"shardwise/trainer:{TAG}"):
             sh("kind", "load", "docker-image", image, "--name", CLUSTER)
