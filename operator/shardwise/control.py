@@ -211,7 +211,7 @@ class StoreControl:
                 name=name, shard=int(req["shard"]), from_slice=int(req["fromSlice"]), revision=int(req["revision"]),
                 state=state, chain=tuple(CheckpointRef.from_dict(d) for d in st.get("chain", [])),
                 message=st.get("message", ""), seconds=float(st.get("computeSeconds", 0.0)),
-                extra={"wallSeconds": st.get("wallSeconds")},
+                slices_done=int(st.get("slicesDone", 0)), extra={"wallSeconds": st.get("wallSeconds")},
             ))
         return out
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given
@@ -34,6 +36,19 @@ def test_list_is_recursive_sorted_and_shows_only_objects(any_store):
     assert any_store.list("ns/a") == ["ns/a/0", "ns/a/x/1"]
     assert any_store.list("nothing/") == []
     assert any_store.list() == ["ns/a/0", "ns/a/x/1", "ns/b/2", "other/z"]
+
+
+@pytest.mark.parametrize("prefix", ["../", "/etc/", "a//", "a/../b"])
+def test_list_refuses_prefixes_that_leave_the_root(any_store, prefix):
+    with pytest.raises(InvalidInput):
+        any_store.list(prefix)
+
+
+def test_a_plain_put_drops_the_recorded_sha256(any_store):
+    any_store.put_verified("v/k", b"verified")
+    any_store.put_bytes("v/k", b"plain")
+    assert any_store.stored_sha256("v/k") is None
+    assert any_store.get_verified("v/k") == b"plain"
 
 
 def test_delete_is_idempotent_and_delete_prefix(any_store):
@@ -104,6 +119,29 @@ def test_a_crash_before_the_rename_leaves_nothing_visible(local_store, monkeypat
     assert not [p for p in (local_store.root / "c").iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_list_hides_sidecars_and_temp_files(local_store):
+    local_store.put_verified("h/obj", b"x")
+    (local_store.root / "h" / ".tmp-leftover").write_bytes(b"half")
+    assert (local_store.root / "h" / "obj.sha256").is_file()
+    assert local_store.list() == ["h/obj"]
+    local_store.delete("h/obj")
+    assert not (local_store.root / "h" / "obj.sha256").exists()
+    with pytest.raises(InvalidInput, match="reserved"):
+        local_store.put_bytes("h/x.sha256", b"")
+
+
+def test_a_key_that_is_a_folder_of_another_is_refused(local_store):
+    local_store.put_verified("f/a/b", b"1")
+    with pytest.raises(InvalidInput, match="'f/a' collides"):
+        local_store.put_verified("f/a", b"2")
+    local_store.put_bytes("g/a", b"1")
+    with pytest.raises(InvalidInput, match="'g/a/b' collides"):
+        local_store.put_bytes("g/a/b", b"2")
+    assert local_store.list() == ["f/a/b", "g/a"] and local_store.stored_sha256("f/a") is None
+    assert not local_store.exists("g/a/b") and local_store.stored_sha256("g/a/b") is None
+    local_store.delete("g/a/b")
+
+
 def test_open_store_on_a_path(tmp_path):
     s = open_store(tmp_path / "x")
     assert isinstance(s, LocalStore) and s.uri == f"file://{tmp_path / 'x'}"
@@ -113,8 +151,18 @@ def test_open_store_on_a_path(tmp_path):
 # -- S3 only ---------------------------------------------------------------------------
 def test_wrong_credentials_are_refused(seaweedfs, s3_store):
     bad = S3Store(seaweedfs.client(secret_key="wrong"), s3_store.bucket, "root", attempts=1)
-    with pytest.raises(StoreUnavailable, match="check credentials"):
+    with pytest.raises(StoreUnavailable, match=f"{s3_store.bucket}.*{seaweedfs.endpoint}.*check credentials"):
         bad.get_bytes("x")
+    with pytest.raises(StoreUnavailable, match="check credentials"):
+        bad.put_bytes("x", b"x")
+
+
+def test_a_missing_bucket_is_a_store_error(seaweedfs):
+    s = S3Store(seaweedfs.client(), "no-such-bucket-here", attempts=1)
+    with pytest.raises(StoreUnavailable, match="'no-such-bucket-here'.*does not exist"):
+        s.put_bytes("x", b"x")
+    with pytest.raises(InvalidInput):
+        S3Store(seaweedfs.client(), "b", "a/../b")
 
 
 def test_open_store_from_the_environment(seaweedfs, monkeypatch):
@@ -136,8 +184,21 @@ def test_missing_configuration_names_the_variable(monkeypatch):
     with pytest.raises(StoreUnavailable, match="not a valid S3 bucket name"):
         open_store("s3://B_/p")
     monkeypatch.setenv("SHARDWISE_S3_ENDPOINT", "127.0.0.1:9")
-    with pytest.raises(StoreUnavailable, match="AWS_ACCESS_KEY_ID"):
+    with pytest.raises(StoreUnavailable, match="AWS_ACCESS_KEY_ID.*SHARDWISE_S3_ACCESS_KEY"):
         open_store("s3://bucket/p")
+    monkeypatch.setenv("SHARDWISE_S3_ACCESS_KEY", "k")  # the alternative name is accepted
+    with pytest.raises(StoreUnavailable, match="AWS_SECRET_ACCESS_KEY"):
+        open_store("s3://bucket/p")
+
+
+def test_open_store_accepts_the_shardwise_credential_names(seaweedfs, monkeypatch):
+    for v in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("SHARDWISE_S3_ENDPOINT", seaweedfs.endpoint)  # host:port alone: plain http
+    monkeypatch.setenv("SHARDWISE_S3_ACCESS_KEY", seaweedfs.access_key)
+    monkeypatch.setenv("SHARDWISE_S3_SECRET_KEY", seaweedfs.secret_key)
+    s = open_store("s3://envbucket2")
+    assert s.uri == "s3://envbucket2" and s.list() == []
 
 
 def test_an_unreachable_server_is_a_clear_error_after_retries():
@@ -150,8 +211,18 @@ def test_an_unreachable_server_is_a_clear_error_after_retries():
         s.get_bytes("x")
 
 
-def test_the_store_survives_a_server_restart(seaweedfs, s3_store):
-    s3_store.put_verified("r/before", b"kept")
+def test_the_store_rides_out_a_server_restart(seaweedfs, s3_store):
+    import urllib3
+
+    # urllib3's retries off: the store's own backoff must bridge the outage
+    store = S3Store(seaweedfs.client(http_client=urllib3.PoolManager(retries=False)), s3_store.bucket, "root",
+                    attempts=8, backoff=0.2)
+    store.put_verified("r/before", b"kept")
     seaweedfs.stop()
-    seaweedfs.start()
-    assert s3_store.get_verified("r/before") == b"kept"
+    with ThreadPoolExecutor(1) as pool:
+        during = pool.submit(lambda: (store.get_verified("r/before"), store.put_verified("r/during", b"new")))
+        time.sleep(1.0)
+        assert not during.done()  # still retrying while the server is down
+        seaweedfs.start()  # from this (main) thread: see SeaweedFS.start
+        assert during.result(timeout=60)[0] == b"kept"
+    assert store.get_verified("r/during") == b"new"

@@ -102,11 +102,12 @@ def test_requests_arriving_while_a_shard_retrains_coalesce_into_one_follow_up():
     s2 = s1.forget(in0[:1])
     actions, _ = reconcile_model(obs(spec, s2, a, published, purged=1, evaluated=1))
     (job,) = [x for x in actions if isinstance(x, StartJob)]
-    running = JobRecord(job.name, 0, job.from_slice, 2, "running")
+    running = JobRecord(job.name, 0, job.from_slice, 2, "running", slices_done=1)
     s4 = s2.forget(in0[1:3]).forget(in0[3:5])  # two more requests while it runs
     actions, status = reconcile_model(obs(spec, s4, a, published, [running], purged=1, evaluated=1))
     assert not [x for x in actions if isinstance(x, StartJob)]  # no second job on a busy shard
     assert status.phase == "Retraining" and status.publishedVersion == 1
+    assert status.retraining == [{"shard": 0, "fromSlice": job.from_slice, "slicesDone": 1}]  # progress from the store
     done = JobRecord(job.name, 0, job.from_slice, 2, "succeeded", chains_for(a, s2, "r2")[0])
     actions, _ = reconcile_model(obs(spec, s4, a, published, [done], purged=1, evaluated=1))
     follow = [x for x in actions if isinstance(x, StartJob)]

@@ -76,7 +76,7 @@ class ShardedModelStatus(StatusBase):
     accuracy: float | None = Field(None, description="Accuracy of the published version on the held-out split.")
     purgedRevision: int | None = Field(None, description="Highest dataset revision whose forgotten samples are purged.")
     accuracyVersion: int | None = Field(None, description="The version `accuracy` was measured on.")
-    retraining: list[dict[str, int]] = Field(default_factory=list, description="Shards in work: shard, fromSlice.")
+    retraining: list[dict[str, int]] = Field(default_factory=list, description="Shards in work or waiting: shard, fromSlice, slicesDone (from the trainer's progress in the store).")
 
 
 class ShardedModel(Resource[ShardedModelSpec, ShardedModelStatus]):

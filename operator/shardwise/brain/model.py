@@ -100,7 +100,7 @@ def reconcile_model(obs: ModelObservation) -> tuple[list[Action], ShardedModelSt
             continue
         chains.append(None)
         if k in running:  # one job per shard: later changes wait for it and coalesce
-            work.append({"shard": k, "fromSlice": running[k].from_slice})
+            work.append({"shard": k, "fromSlice": running[k].from_slice, "slicesDone": running[k].slices_done})
             continue
         name = job_name(obs.name, k, obs.revision, plan.from_slice)
         if name in failed:
