@@ -47,7 +47,8 @@ def _register(plural: str) -> None:
     kopf.on.resume(**kw, id=f"{plural}-resume")(_pass)
     kopf.on.update(**kw, field="spec", id=f"{plural}-update")(_pass)
     # a safety net: resync even when no event arrives (e.g. after a store outage)
-    kopf.timer(**kw, interval=30.0, initial_delay=5.0, id=f"{plural}-resync")(_pass)
+    kopf.timer(**kw, interval=OperatorSettings.from_env().resync_seconds, initial_delay=5.0,
+               id=f"{plural}-resync")(_pass)
 
 
 for _plural in CRS:

@@ -1,0 +1,41 @@
+{{- define "shardwise.fullname" -}}
+{{- printf "%s" .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "shardwise.labels" -}}
+app.kubernetes.io/name: shardwise
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "shardwise.s3endpoint" -}}
+{{- if .Values.store.endpoint -}}
+{{ .Values.store.endpoint }}
+{{- else if .Values.s3.bundled -}}
+{{ printf "http://%s-s3.%s.svc:8333" (include "shardwise.fullname" .) .Release.Namespace }}
+{{- else -}}
+{{ fail "set store.endpoint (your S3 endpoint), or s3.bundled=true for a trial server" }}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator's rules: the same list for the ClusterRole and for each namespaced Role. */}}
+{{- define "shardwise.rules" -}}
+- apiGroups: ["shardwise.io"]
+  resources: ["datasets", "shardedmodels", "forgetrequests", "experiments"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["shardwise.io"]
+  resources: ["datasets/status", "shardedmodels/status", "forgetrequests/status", "experiments/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: [{{ .Values.store.secretName | quote }}]
+  verbs: ["get"]
+{{- end -}}
