@@ -283,3 +283,21 @@ async def test_deleting_a_model_honours_its_storage_policy(tmp_path):
         await body.delete_model(m)
         assert len(store.list(f"{NS}/models/m/")) == left
         assert store.exists(f"{NS}/models/other/u2/current.json")  # never another model's objects
+
+
+async def test_a_model_cannot_use_a_dataset_of_another_namespace(cluster):
+    await cluster.apply(dataset())  # in tenant-a
+    doc = model("intruder").to_doc()
+    doc["metadata"] |= {"namespace": "tenant-b", "uid": "uid-x", "generation": 1, "resourceVersion": "1"}
+    await cluster.kmock.post(f"/apis/{G}/namespaces/tenant-b/shardedmodels", json=doc)
+    for _ in range(100):
+        r = await cluster.kmock.get(f"/apis/{G}/namespaces/tenant-b/shardedmodels/intruder")
+        st = (await r.json()).get("status") or {}
+        if st.get("phase"):
+            break
+        await asyncio.sleep(0.1)
+    # datasetRef is resolved in the model's own namespace only: tenant-a's digits is invisible
+    assert st["phase"] == "Pending"
+    assert {c["type"]: c for c in st["conditions"]}["Ready"]["reason"] == "DatasetNotReady"
+    r = await cluster.kmock.get("/apis/batch/v1/namespaces/tenant-b/jobs")
+    assert not (await r.json()).get("items")
