@@ -37,7 +37,7 @@ def demo_resources(shards: int, slices: int) -> tuple[Dataset, ShardedModel]:
         "kind": "ShardedModel", "metadata": {"name": "digits-mlp"},
         "spec": {"datasetRef": "digits", "shards": shards, "slices": slices,
                  "architecture": {"kind": "mlp", "hiddenUnits": [128]},
-                 "training": {"epochsPerSlice": 8, "batchSize": 32, "learningRate": 0.002}},
+                 "training": {"epochsPerSlice": 16, "batchSize": 32, "learningRate": 0.002}},
     })
     return ds, model
 

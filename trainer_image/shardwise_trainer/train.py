@@ -119,13 +119,18 @@ def train_shard(
             opt.load_state_dict(ck["optimizer"])
         idx = assignment.members(shard, upto_slice=s)
         idx = idx[view.state.active[idx]]
+        # Each slice step costs the same: an "epoch" is as many samples as the new slice
+        # holds, drawn from every slice so far. A shard's whole training then costs what
+        # training it without slices would (epochsPerSlice passes over its data), and a
+        # retrain from slice r costs (R - r) / R of that: the SISA cost model.
+        new = int((view.state.active & (assignment.shard == shard) & (assignment.slice == s)).sum())
         xs, ys = X[idx].to(device), y[idx].to(device)
         gen = torch.Generator().manual_seed(derive_seed(spec.training.seed, shard, s + 1))
         net.train()
         bs = spec.training.batchSize
         for _ in range(spec.training.epochsPerSlice):
-            order = torch.randperm(len(idx), generator=gen).to(device)
-            for b in range(0, len(idx), bs):
+            order = torch.randperm(len(idx), generator=gen)[:new].to(device)
+            for b in range(0, new, bs):
                 sel = order[b : b + bs]
                 opt.zero_grad(set_to_none=True)
                 loss = torch.nn.functional.cross_entropy(net(xs[sel]), ys[sel])

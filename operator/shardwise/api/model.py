@@ -27,7 +27,13 @@ class ArchitectureSpec(Strict):
 
 
 class TrainingSpec(Strict):
-    epochsPerSlice: int = Field(10, ge=1, le=1000, description="Epochs run after each slice is added.")
+    epochsPerSlice: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Passes after each slice is added; a pass is as many samples as the new slice holds, drawn "
+        "from all slices so far, so every slice step costs the same and a shard costs epochsPerSlice epochs.",
+    )
     batchSize: int = Field(32, ge=1, le=65536)
     learningRate: float = Field(1e-3, gt=0, le=10)
     optimizer: Literal["adam", "sgd"] = "adam"
