@@ -234,6 +234,11 @@ async def test_a_model_gets_its_jobs_becomes_ready_and_a_forget_retrains_only_af
     assert cert["models"][0]["retrainedShards"] == [{"shard": 1, "fromSlice": 1}]
     assert cert["models"][0]["versionsThatHeldSamples"] == [1]
     m = await cluster.wait_for("shardedmodels", "m", lambda s: _ready(s) and s.get("publishedVersion") == 2)
+    # an Event at each step (kmock ignores generateName, so only the first of a name is stored;
+    # the requests themselves are what the operator sent)
+    reasons = {r.data.get("reason") for r in cluster.kmock[cluster.kmock.action.CREATE,
+                                                           cluster.kmock.resource("v1/events")]}
+    assert {"JobCreated", "Published", "Purged", "Ready", "Retraining", "Complete"} <= reasons
     # every Job was created once and run once
     assert sorted(cluster.job_creations()) == sorted(set(cluster.job_creations()))
     assert all(n == 1 for n in cluster.ran.values())

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shardwise.api import KINDS, ShardedModel
-from shardwise.api.crds import crd_for, render_crds
+from shardwise.api import KINDS, Dataset, ShardedModel
+from shardwise.api.crds import crd_for, main_crds, render_crds, write_crds
+from shardwise.api.dataset import DatasetSpec
 from shardwise.api.model import ShardedModelSpec
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -45,6 +46,28 @@ def test_schemas_are_structural(kind):
         for banned in ("$ref", "anyOf", "oneOf", "allOf", "title", "$defs", "const"):
             assert banned not in node, f"{path} holds {banned}"
         assert not ("properties" in node and "additionalProperties" in node), path
+        # OpenAPI v3.0 (JSONSchemaProps) has boolean exclusive bounds, not JSON Schema 2020-12 numbers.
+        for excl, incl in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if excl in node:
+                assert node[excl] is True and incl in node, f"{path}.{excl} must be a boolean next to {incl}"
+        # nullable + enum would make the API server refuse an explicit null, which pydantic accepts.
+        assert not ("enum" in node and node.get("nullable")), f"{path}: nullable enum"
+
+
+def test_defaults_are_valid_against_their_own_schema():
+    for cls in KINDS.values():
+        schema = crd_for(cls)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for path, node in walk(schema):
+            if "default" in node:
+                errors = list(jsonschema.Draft7Validator(to_jsonschema(node)).iter_errors(node["default"]))
+                assert not errors, f"{cls.KIND} {path}: default {node['default']!r} is invalid: {errors[0].message}"
+
+
+def test_crds_are_valid_customresourcedefinitions():
+    """The CRD objects themselves against the Kubernetes 1.30 apiextensions schema (what kubectl apply checks)."""
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is in the test extra")
+    for cls in KINDS.values():
+        kv.validate(crd_for(cls), "1.30.0", strict=True)
 
 
 def test_field_descriptions_reach_the_crd():
@@ -63,29 +86,57 @@ def test_printer_columns():
         ("Accuracy", ".status.accuracy"), ("Age", ".metadata.creationTimestamp")]
 
 
-def _nullable_to_jsonschema(node: Any) -> Any:
-    """OpenAPI's `nullable` in JSON-Schema terms, so jsonschema can judge like the API server."""
+def to_jsonschema(node: Any) -> Any:
+    """The OpenAPI v3.0 dialect in Draft 7 terms, so jsonschema can judge like the API server:
+    `nullable` adds the null type, boolean exclusive bounds become numeric ones, and the
+    x-kubernetes-* extensions (pruning, CEL) are left to the API server."""
     if isinstance(node, dict):
-        out = {k: _nullable_to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+        out = {k: to_jsonschema(v) for k, v in node.items()
+               if not k.startswith("x-kubernetes") and k not in ("properties", "enum", "default")}
+        for k in ("enum", "default"):  # values, not schemas
+            if k in node:
+                out[k] = node[k]
+        if "properties" in node:
+            out["properties"] = {name: to_jsonschema(sub) for name, sub in node["properties"].items()}
         if out.pop("nullable", False) and "type" in out:
             out["type"] = [out["type"], "null"]
+        for excl, incl in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if out.get(excl) is True:
+                out[excl] = out.pop(incl)
+            elif out.get(excl) is False:
+                out.pop(excl)
         return out
     if isinstance(node, list):
-        return [_nullable_to_jsonschema(x) for x in node]
+        return [to_jsonschema(x) for x in node]
     return node
 
 
-SPEC_SCHEMA = _nullable_to_jsonschema(yaml.safe_load(render_crds()["shardwise.io_shardedmodels.yaml"].split("\n", 1)[1])
-                                      ["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
+def prune_nulls(doc: Any, node: dict) -> Any:
+    """The API server drops an explicit null for a field that is not nullable before it validates."""
+    if isinstance(doc, dict) and "properties" in node:
+        return {k: prune_nulls(v, node["properties"].get(k, {})) for k, v in doc.items()
+                if not (v is None and not node["properties"].get(k, {}).get("nullable"))}
+    if isinstance(doc, list) and isinstance(node.get("items"), dict):
+        return [prune_nulls(x, node["items"]) for x in doc]
+    return doc
 
 
-def crd_accepts(spec: dict) -> bool:
-    return not list(jsonschema.Draft7Validator(SPEC_SCHEMA).iter_errors(spec))
+def spec_schema(filename: str) -> dict:
+    crd = yaml.safe_load(render_crds()[filename].split("\n", 1)[1])
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
 
 
-def pydantic_accepts(spec: dict) -> bool:
+MODEL_SPEC = spec_schema("shardwise.io_shardedmodels.yaml")
+DATASET_SPEC = spec_schema("shardwise.io_datasets.yaml")
+
+
+def crd_accepts(spec: dict, schema: dict = MODEL_SPEC) -> bool:
+    return not list(jsonschema.Draft7Validator(to_jsonschema(schema)).iter_errors(prune_nulls(spec, schema)))
+
+
+def pydantic_accepts(spec: dict, model: type = ShardedModelSpec) -> bool:
     try:
-        ShardedModelSpec.model_validate(spec)
+        model.model_validate(spec)
         return True
     except ValidationError:
         return False
@@ -97,18 +148,94 @@ def pydantic_accepts(spec: dict) -> bool:
     ({"datasetRef": "Bad_Name"}, False),
     ({"datasetRef": "digits", "aggregation": "max"}, False),
     ({"datasetRef": "digits", "training": {"learningRate": 0}}, False),
+    ({"datasetRef": "digits", "training": {"learningRate": 1e-9}}, True),
+    ({"datasetRef": "digits", "training": {"learningRate": 10}}, True),
+    ({"datasetRef": "digits", "training": {"momentum": 0.99}}, True),
+    ({"datasetRef": "digits", "training": {"momentum": 1}}, False),
+    ({"datasetRef": "digits", "training": {"optimizer": "rmsprop"}}, False),
+    ({"datasetRef": "digits", "groupBy": "person"}, False),
+    ({"datasetRef": "digits", "resources": {"queueName": None, "nodeSelector": {"a": "b"}}}, True),
+    ({"datasetRef": "digits", "resources": {"nodeSelector": {"a": 1}}}, False),
+    ({"datasetRef": "digits", "resources": {"gpus": 17}}, False),
+    ({"datasetRef": "x" * 64}, False),
+    ({}, False),
 ])
 def test_schema_and_pydantic_agree_on_examples(spec, ok):
     assert crd_accepts(spec) is ok and pydantic_accepts(spec) is ok
 
 
+@pytest.mark.parametrize("spec,ok", [
+    ({"source": {"builtin": "digits"}}, True),
+    ({"source": {"builtin": "digits", "format": None}}, True),  # pruned by the API server, None in pydantic
+    ({"source": {"builtin": "mnist"}}, False),
+    ({"source": {"uri": "s3://b/k.csv", "format": "parquet"}}, False),
+    ({"source": {"builtin": "digits", "imageSize": 3}}, False),
+    ({"source": {"builtin": "digits"}, "testFraction": 0.95}, False),
+    ({"source": {"builtin": "digits"}, "seed": -1}, False),
+    ({"testFraction": 0.1}, False),
+])
+def test_dataset_schema_and_pydantic_agree_on_examples(spec, ok):
+    assert crd_accepts(spec, DATASET_SPEC) is ok and pydantic_accepts(spec, DatasetSpec) is ok
+
+
+def test_known_differences_between_the_crd_and_pydantic():
+    """Where they cannot agree, by design: these would fail if a change made the CRD stricter or looser."""
+    # Unknown fields: pydantic forbids them (extra="forbid"); the API server prunes them (structural schema,
+    # no additionalProperties: false), so a typo is dropped on write instead of refused.
+    assert crd_accepts({"datasetRef": "digits", "shardz": 3}) and not pydantic_accepts({"datasetRef": "digits",
+                                                                                         "shardz": 3})
+    # Cross-field rules live in pydantic model validators; the CRD checks each field on its own.
+    assert crd_accepts({"source": {}}, DATASET_SPEC) and not pydantic_accepts({"source": {}}, DatasetSpec)
+    assert crd_accepts({"datasetRef": "d", "architecture": {"hiddenUnits": [0]}})
+    assert not pydantic_accepts({"datasetRef": "d", "architecture": {"hiddenUnits": [0]}})
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     shards=st.integers(-3, 1100), slices=st.integers(-3, 1100), par=st.integers(-1, 1100),
-    agg=st.sampled_from(["softmax-mean", "vote", "max", ""]), lr=st.floats(-1, 20, allow_nan=False),
+    agg=st.sampled_from(["softmax-mean", "vote", "max", ""]),
+    lr=st.one_of(st.sampled_from([0.0, 5e-324, 10.0, 10.000001]), st.floats(-1, 20, allow_nan=False)),
+    momentum=st.one_of(st.sampled_from([0.0, 1.0, 0.9999999, -0.0]), st.floats(-1, 2, allow_nan=False)),
     name=st.from_regex(r"[a-zA-Z0-9_-]{0,70}", fullmatch=True),
 )
-def test_schema_and_pydantic_agree_on_bounds_enums_and_names(shards, slices, par, agg, lr, name):
+def test_schema_and_pydantic_agree_on_bounds_enums_and_names(shards, slices, par, agg, lr, momentum, name):
     spec = {"datasetRef": name, "shards": shards, "slices": slices, "maxParallelShards": par,
-            "aggregation": agg, "training": {"learningRate": lr}}
+            "aggregation": agg, "training": {"learningRate": lr, "momentum": momentum}}
     assert crd_accepts(spec) == pydantic_accepts(spec)
+
+
+def test_main_crds_writes_prints_and_removes_stale_files(tmp_path, capsys):
+    (tmp_path / "shardwise.io_olds.yaml").write_text("stale")
+    (tmp_path / "unrelated.yaml").write_text("kept")
+    assert main_crds(str(tmp_path)) == 0
+    printed = capsys.readouterr().out.split()
+    assert sorted(printed) == sorted(str(tmp_path / name) for name in render_crds())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*render_crds(), "unrelated.yaml"])
+    assert write_crds(tmp_path) == [tmp_path / name for name in render_crds()]
+    text = (tmp_path / "shardwise.io_datasets.yaml").read_text()
+    assert text.startswith("# Generated by `shardwise crds` from shardwise.api — do not edit.\n")
+    crd = yaml.safe_load(text)
+    assert crd["metadata"]["name"] == "datasets.shardwise.io" and crd_for(Dataset) == crd
+
+
+def _rules(kind: str) -> list[dict]:
+    return crd_for(KINDS[kind])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "x-kubernetes-validations"]
+
+
+def _allowed(kind: str, old: dict, new: dict) -> list[str]:
+    """The CEL transition rules as the API server evaluates them: the messages of the rules that fail."""
+    cel = pytest.importorskip("cel", reason="common-expression-language is in the test extra")
+    return [r["message"] for r in _rules(kind) if not cel.evaluate(r["rule"], {"self": new, "oldSelf": old})]
+
+
+def test_cel_rules_make_the_trained_shape_immutable():
+    old = ShardedModelSpec(datasetRef="digits").model_dump(mode="json")
+    assert _allowed("ShardedModel", old, old) == []
+    assert _allowed("ShardedModel", old, {**old, "training": {**old["training"], "epochsPerSlice": 3}}) == []
+    assert _allowed("ShardedModel", old, {**old, "shards": 8}) == ["spec.shards is immutable"]
+    assert _allowed("ShardedModel", old, {**old, "slices": 2, "datasetRef": "other"}) == [
+        "spec.slices is immutable", "spec.datasetRef is immutable"]
+    fr = {"datasetRef": "d", "ownerKey": "p", "sampleIds": [], "deadlineDays": 30}
+    assert _allowed("ForgetRequest", fr, fr) == []
+    assert _allowed("ForgetRequest", fr, {**fr, "ownerKey": "q"}) == ["spec is immutable"]

@@ -1,0 +1,147 @@
+"""In-process building blocks of the benchmarks: a sandbox store, real torch training, timing.
+
+Everything runs the production code paths (DatasetStore, the brain's planner, the
+trainer's train_shard), in this process, so trainer compute is measured without
+process start-up; B4 measures the full local body separately.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shardwise.api.dataset import DatasetSpec
+from shardwise.api.model import ShardedModelSpec
+from shardwise.brain.ensemble import aggregate
+from shardwise.brain.lineage import CheckpointRef, plan_shard, slice_fingerprints
+from shardwise.brain.revision import RevisionState
+from shardwise.data.sources import load_digits
+from shardwise.data.table import SampleTable
+from shardwise.datasets import DatasetStore
+from shardwise.store.base import Store
+from shardwise.store.layout import Layout
+from shardwise.store.local import LocalStore
+
+NS = "bench"
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+        except OSError:
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no", "--", "operator", "trainer_image", "benchmarks").strip():
+        commit += "-dirty"  # the code measured is not exactly that commit
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "cuda": torch.cuda.is_available(), "commit": commit,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def synthetic(n: int = 100_000, d: int = 64, classes: int = 10, seed: int = 0) -> SampleTable:
+    """Gaussian classes with overlap, so accuracy is informative (not 100 %)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 1.0, size=(classes, d)).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    x = centers[y] + rng.normal(0, 3.0, size=(n, d)).astype(np.float32)
+    return SampleTable(np.array([f"s{i:07d}" for i in range(n)]), y.astype(np.int64), x.astype(np.float32),
+                       np.array([""] * n), tuple(str(c) for c in range(classes)))
+
+
+def dataset(name: str, n: int | None = None) -> SampleTable:
+    return load_digits(0) if name == "digits" else synthetic(n or 100_000)
+
+
+@dataclass
+class World:
+    """One dataset ingested into a sandbox store."""
+
+    store: Store
+    tmp: tempfile.TemporaryDirectory
+    table: SampleTable
+
+    @classmethod
+    def make(cls, table: SampleTable) -> "World":
+        tmp = tempfile.TemporaryDirectory(prefix="shardwise-bench-")
+        store = LocalStore(tmp.name)
+        DatasetStore(store, Layout(NS)).ingest("d", DatasetSpec(source={"builtin": "digits"}, testFraction=0.2), table)
+        return cls(store, tmp, table)
+
+    @property
+    def datasets(self) -> DatasetStore:
+        return DatasetStore(self.store, Layout(NS))
+
+    def write_state(self, state: RevisionState) -> None:
+        """A sandbox revision (each benchmark request is measured from the same trained model)."""
+        self.datasets.write_revision("d", state, {"kind": "benchmark"})
+
+
+def spec(shards: int, slices: int, epochs: int, batch: int, hidden: int = 128) -> ShardedModelSpec:
+    return ShardedModelSpec(datasetRef="d", shards=shards, slices=slices, groupBy="none",
+                            architecture={"kind": "mlp", "hiddenUnits": [hidden]},
+                            training={"epochsPerSlice": epochs, "batchSize": batch, "learningRate": 2e-3})
+
+
+def train(world: World, sp: ShardedModelSpec, model: str, shard: int, from_slice: int, revision: int,
+          keep: tuple[CheckpointRef, ...] = ()) -> tuple[tuple[CheckpointRef, ...], float]:
+    """One trainer job, in-process. Returns the shard's chain and the trainer's compute seconds."""
+    from shardwise_trainer.train import train_shard
+
+    request = {"job": f"{model}-{shard}-{revision}-{from_slice}", "namespace": NS, "model": model, "uid": "u",
+               "spec": sp.model_dump(mode="json"), "dataset": "d", "shard": shard, "fromSlice": from_slice,
+               "revision": revision, "keep": [k.to_dict() for k in keep]}
+    refs, secs = train_shard(world.store, request)
+    return tuple(keep) + tuple(refs), secs
+
+
+def train_all(world: World, sp: ShardedModelSpec, model: str, revision: int = 1):
+    chains, total = [], 0.0
+    for k in range(sp.shards):
+        chain, secs = train(world, sp, model, k, 0, revision)
+        chains.append(chain)
+        total += secs
+    return chains, total
+
+
+def retrain_for(world: World, sp: ShardedModelSpec, model: str, chains, state: RevisionState):
+    """Plan with the brain, retrain what it says. Returns (new chains, compute seconds, plans)."""
+    view = world.datasets.view("d", state.revision)
+    a = view.assignment(sp.shards, sp.slices, sp.training.seed, False)
+    fps = slice_fingerprints(a, state)
+    new, total, plans = list(chains), 0.0, []
+    for k in range(sp.shards):
+        plan = plan_shard(k, chains[k], fps[k])
+        if plan is None:
+            continue
+        new[k], secs = train(world, sp, model, k, plan.from_slice, state.revision, plan.keep)
+        total += secs
+        plans.append((k, plan.from_slice))
+    return new, total, plans
+
+
+def accuracy(world: World, sp: ShardedModelSpec, chains, revision: int = 1) -> float:
+    from shardwise_trainer.train import predict_proba
+
+    view = world.datasets.view("d", revision)
+    test = np.flatnonzero(~view.train & view.state.active)
+    probs = predict_proba(world.store, sp, [c[-1] for c in chains], view.table.features[test],
+                          len(view.table.class_names))
+    return float((aggregate(probs, sp.aggregation).argmax(1) == view.state.labels[test]).mean())
+
+
+def timed(fn, *args, **kw):
+    t0 = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - t0
