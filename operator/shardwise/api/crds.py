@@ -5,6 +5,19 @@ inlined, Optional[X] as X with nullable, every node typed, no titles. Unknown
 fields: pydantic forbids them in specs (extra="forbid"), Kubernetes prunes them
 (structural schemas drop unknown fields on write), so `additionalProperties:
 false` is not emitted — the API server's pruning is the cluster's equivalent.
+
+Two places where pydantic's JSON Schema (2020-12) and Kubernetes' OpenAPI v3.0
+dialect differ and the conversion has to translate rather than copy:
+
+* `exclusiveMinimum`/`exclusiveMaximum` are numbers in JSON Schema 2020-12 but
+  booleans in OpenAPI v3.0 (JSONSchemaProps has `ExclusiveMinimum bool`): `gt=0`
+  becomes `minimum: 0, exclusiveMinimum: true`. Emitting the number makes the API
+  server refuse the whole CRD.
+* An Optional Literal (`Literal[...] | None`) is not marked nullable: the API
+  server checks `enum` even on an explicit null (and skips null enum members), so
+  `nullable: true` plus `enum` would refuse `null`, which pydantic accepts. Left
+  non-nullable, the API server prunes an explicit null, i.e. treats it as absent,
+  which pydantic reads as the default None — the same verdict.
 """
 
 from __future__ import annotations
@@ -38,6 +51,19 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
 }
 
 
+def _bounds(node: dict[str, Any]) -> None:
+    """JSON Schema 2020-12 numeric exclusive bounds -> OpenAPI v3.0 boolean flags."""
+    for excl, incl, tighter in (("exclusiveMinimum", "minimum", max), ("exclusiveMaximum", "maximum", min)):
+        value = node.get(excl)
+        if isinstance(value, bool) or value is None:
+            continue
+        if incl in node and tighter(node[incl], value) == node[incl] and node[incl] != value:
+            node.pop(excl)  # the inclusive bound is already the stricter one
+            continue
+        node[incl] = node.pop(excl)
+        node[excl] = True
+
+
 def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     node = copy.deepcopy(node)
     if "$ref" in node:
@@ -52,7 +78,7 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         merged = {**_structural(options[0], defs), **{k: v for k, v in node.items() if k != "default"}}
         if "default" in node and node["default"] is not None:
             merged["default"] = node["default"]
-        if nullable:
+        if nullable and "enum" not in merged:  # see the module docstring for enums
             merged["nullable"] = True
         node = merged
     if "const" in node:
@@ -61,6 +87,7 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         node["type"] = "string" if all(isinstance(v, str) for v in node["enum"]) else "integer"
     if node.get("default", "x") is None:
         node.pop("default")
+    _bounds(node)
     if "properties" in node:
         node["properties"] = {k: _structural(v, defs) for k, v in node["properties"].items()}
         node.setdefault("type", "object")
@@ -163,3 +190,10 @@ def write_crds(out_dir: Path) -> list[Path]:
         (out_dir / name).write_text(text)
         paths.append(out_dir / name)
     return paths
+
+
+def main_crds(out_dir: str = "crds") -> int:
+    """`shardwise crds`: write the CRDs into out_dir and print their paths."""
+    for path in write_crds(Path(out_dir)):
+        print(path)
+    return 0
