@@ -269,6 +269,8 @@ SECTIONS = [
     ("batching", "B2 batching: k requests together, coalesced vs one after another (8 x 8, synthetic)", None),
     ("relabel", "B3 relabelling: k label fixes, incremental vs full retrain (8 x 8, synthetic)", None),
     ("overhead", "B4 end-to-end time-to-forget through the local body vs trainer compute (8 x 8, synthetic)", None),
+    ("operator_rate", "B4 operator: ForgetRequests handled per second by the kopf handlers against kmock "
+     "(no model on the Dataset: the operator's own cost)", None),
     ("storage", "B5 storage: checkpoint save + verified load vs a raw file copy of the same bytes", None),
     ("brain", "B6 the brain at scale (vectorised numpy)", None),
 ]
@@ -312,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, (name, fn) in runs.items():
         if key in only:
             save(name, fn(args.quick))
+    if "B4" in only:
+        from benchmarks import operator_rate
+
+        save("operator_rate", operator_rate.run(args.quick))
     if "B2" in only or "B3" in only:
         batching, relabel = b2_b3(args.quick)
         save("batching", batching)
