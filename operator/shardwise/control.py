@@ -12,7 +12,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from shardwise.api import Dataset, ForgetRequest, ShardedModel
+from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import iso, now
 from shardwise.api.dataset import DatasetStatus
 from shardwise.api.forget import ForgetRequestStatus
@@ -134,7 +134,7 @@ class StoreControl:
                 else "Retraining"
             new = _forget_status(fr, phase, "Progressing", "True", "Retraining",
                                  f"waiting for {', '.join(waiting)} to retrain, publish and purge")
-            return None if _same(new, st) else new
+            return None if new.same_as(st) else new
         purges = []
         for m in models:
             prefix = f"{self.layout.model(m.name, _uid(m))}/purges/"
@@ -288,6 +288,27 @@ class StoreControl:
                      f"{len(plan.versions)} version(s) that held forgotten samples")
         return revision
 
+    # -- experiments -----------------------------------------------------------------------
+    def experiment_inputs(self, exp: Experiment, models: list[ShardedModel]):
+        """(published version, the model's dataset, the stored report) for the brain."""
+        model = next((m for m in models if m.name == exp.spec.modelRef), None)
+        if model is None:
+            return None, None, None
+        pub = self.published(model)
+        try:
+            report = self.store.get_json(self.layout.experiment_report(exp.name))
+        except NotFound:
+            report = None
+        return (pub.version if pub else None), model.spec.datasetRef, report
+
+    def write_experiment_request(self, exp: Experiment, model: ShardedModel, version: int) -> str:
+        key = self.layout.experiment_request(exp.name)
+        self.store.put_json(key, {"namespace": self.namespace, "model": model.name, "uid": _uid(model),
+                                  "version": version, "spec": model.spec.model_dump(mode="json"),
+                                  "split": exp.spec.split, "output": self.layout.experiment_report(exp.name)})
+        self.log(f"experiment/{exp.name}: testing {model.name} version {version} on the {exp.spec.split} split")
+        return key
+
     def evaluation(self, m: ShardedModel, version: int) -> float | None:
         try:
             return float(self.store.get_json(self.layout.evaluation(m.name, _uid(m), version))["accuracy"])
@@ -306,9 +327,3 @@ def _forget_status(fr: ForgetRequest, phase: str, ctype: str, cstatus, reason: s
     st.message = msg
     st.set_condition(ctype, cstatus, reason, msg)
     return st
-
-
-def _same(a: ForgetRequestStatus, b: ForgetRequestStatus) -> bool:
-    strip = lambda s: (s.model_dump(exclude={"conditions"}),  # noqa: E731
-                       [(c.type, c.status, c.reason, c.message) for c in s.conditions])
-    return strip(a) == strip(b)

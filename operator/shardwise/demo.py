@@ -164,4 +164,4 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"{len(m.get('purgedCheckpoints', []))} checkpoint(s) and {len(m.get('purgedVersions', []))} version(s) purged, "
         f"{len(m.get('newCheckpoints', []))} new checkpoint(s); ledger {cert.get('ledgerEntry')}",
     ]
-    print("\n".join(lines), file=sys.stderr if False else sys.stdout)
+    print("\n".join(lines))

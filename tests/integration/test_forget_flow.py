@@ -121,3 +121,14 @@ def test_forget_is_exact_and_purged(flow_store, tmp_path):
     assert new == {r.key: r.sha256 for k in (0, 1) for r in after.chains[k][expected[k]:]}
     assert all(store.stored_sha256(k) == s for k, s in new.items())
     assert verify_ledger(store, NS) == ([], 1)
+
+    # an Experiment tests the published version on the held-out split (the local body runs the
+    # evaluation Job's code in-process)
+    from shardwise.api import Experiment
+
+    reg.apply(Experiment.model_validate({"kind": "Experiment", "metadata": {"name": "x1"},
+                                         "spec": {"modelRef": "m", "datasetRef": "digits", "split": "test"}}))
+    runner.run(timeout=120)
+    x = reg.require(Experiment, "x1")
+    assert x.status.phase == "Succeeded" and x.status.accuracy == pytest.approx(m.status.accuracy)
+    assert store.get_json(x.status.reportKey)["version"] == 2

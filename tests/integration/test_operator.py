@@ -233,7 +233,14 @@ async def test_a_model_gets_its_jobs_becomes_ready_and_a_forget_retrains_only_af
     cert = fr["status"]["certificate"]
     assert cert["models"][0]["retrainedShards"] == [{"shard": 1, "fromSlice": 1}]
     assert cert["models"][0]["versionsThatHeldSamples"] == [1]
-    m = await cluster.wait_for("shardedmodels", "m", lambda s: _ready(s) and s.get("publishedVersion") == 2)
+    m = await cluster.wait_for("shardedmodels", "m", lambda s: _ready(s) and s.get("accuracyVersion") == 2)
+    # an Experiment becomes an evaluation Job; its result reaches the status
+    from shardwise.api import Experiment
+
+    await cluster.apply(Experiment.model_validate({"kind": "Experiment", "metadata": {"name": "x1"},
+                                                   "spec": {"modelRef": "m", "datasetRef": "digits"}}))
+    x = await cluster.wait_for("experiments", "x1", lambda s: s.get("phase") == "Succeeded")
+    assert x["status"]["accuracy"] == pytest.approx(m["status"]["accuracy"]) and "x1-x-v2" in cluster.ran
     # an Event at each step (kmock ignores generateName, so only the first of a name is stored;
     # the requests themselves are what the operator sent)
     reasons = {r.data.get("reason") for r in cluster.kmock[cluster.kmock.action.CREATE,

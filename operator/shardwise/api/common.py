@@ -68,6 +68,12 @@ class StatusBase(Lenient):
     conditions: list[Condition] = Field(default_factory=list)
     message: str = ""
 
+    def same_as(self, other: "StatusBase | None") -> bool:
+        """Equal but for condition timestamps: a status write is needed only when this is False."""
+        def key(st: StatusBase) -> tuple:
+            return st.model_dump(exclude={"conditions"}), [(c.type, c.status, c.reason, c.message) for c in st.conditions]
+        return other is not None and key(self) == key(other)
+
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
 

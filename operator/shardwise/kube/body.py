@@ -16,13 +16,16 @@ import kopf
 from minio import Minio
 from pydantic import ValidationError
 
-from shardwise.api import Dataset, ForgetRequest, ShardedModel
+from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import Resource
+from shardwise.api.dataset import DatasetStatus
+from shardwise.brain.experiment import reconcile_experiment
 from shardwise.brain.model import Evaluate, Publish, Purge, StartJob, reconcile_model
 from shardwise.control import StoreControl
 from shardwise.errors import ShardwiseError
 from shardwise.kube.client import Kube
-from shardwise.kube.jobs import TrainerSettings, build_evaluation_job, build_training_job, evaluation_job_name
+from shardwise.kube.jobs import (TrainerSettings, build_evaluation_job, build_experiment_job, build_training_job,
+                                 evaluation_job_name, experiment_job_name)
 from shardwise.kube.settings import OperatorSettings
 from shardwise.local.manifests import describe_validation
 from shardwise.store import open_store
@@ -72,10 +75,7 @@ class Body:
             return None
 
     async def _put_status(self, res: Resource, status) -> bool:
-        def key(s):
-            return None if s is None else (s.model_dump(exclude={"conditions"}),
-                                           [(c.type, c.status, c.reason, c.message) for c in s.conditions])
-        if key(res.status) == key(status):
+        if status.same_as(res.status):
             return False
         await self.kube.patch_status(res.PLURAL, res.namespace, res.name, status.model_dump(mode="json"))
         res.status = status
@@ -120,6 +120,10 @@ class Body:
         models = [m for m in [await self._parse(ShardedModel, d) for d in docs["shardedmodels"]] if m]
         for m in models:
             changed |= await self.reconcile_model(m, control)
+        for doc in await self.kube.list("experiments", ns):
+            exp = await self._parse(Experiment, doc)
+            if exp is not None:
+                changed |= await self.reconcile_experiment(exp, models, control)
         for fr in frs:
             same = [m for m in models if m.spec.datasetRef == fr.spec.datasetRef]
             st = await asyncio.to_thread(control.complete_forget, fr, same)
@@ -167,6 +171,22 @@ class Body:
                       if status.condition("Ready") else "")
         return changed or acted
 
+    async def reconcile_experiment(self, exp: Experiment, models: list[ShardedModel], control: StoreControl) -> bool:
+        version, dataset, report = await asyncio.to_thread(control.experiment_inputs, exp, models)
+        key = control.layout.experiment_report(exp.name)
+        actions, status = reconcile_experiment(exp.spec, exp.status, exp.metadata.generation, version, dataset,
+                                               report, key)
+        for a in actions:
+            model = next(m for m in models if m.name == exp.spec.modelRef)
+            name = experiment_job_name(exp.name, a.model_version)
+            if name in await self.kube.jobs_of(exp.namespace, model.name):
+                continue  # running already: its completion event brings the next pass
+            req = await asyncio.to_thread(control.write_experiment_request, exp, model, a.model_version)
+            if await self.kube.create_job(exp.namespace, build_experiment_job(model, exp.name, a.model_version, req,
+                                                                              self.trainer(exp.namespace))):
+                kopf.info(exp.to_doc(), reason="JobCreated", message=f"testing version {a.model_version}")
+        return await self._put_status(exp, status)
+
     async def delete_model(self, m: ShardedModel) -> int:
         """storagePolicy Delete: remove the model's objects from the store; Retain keeps them."""
         if m.spec.storagePolicy != "Delete":
@@ -196,8 +216,8 @@ def _liveness(jobs: dict[str, dict[str, Any]]) -> Callable[[str, dict], str | No
     return state
 
 
-def _failed(res: Resource, msg: str):
-    st = (res.status or type(res).model_fields["status"].annotation.__args__[0]()).model_copy(deep=True)  # type: ignore
+def _failed(res: Dataset, msg: str) -> DatasetStatus:
+    st = (res.status or DatasetStatus()).model_copy(deep=True)
     st.phase, st.message = "Failed", msg
     st.set_condition("Ready", "False", "InvalidSpec", msg)
     return st

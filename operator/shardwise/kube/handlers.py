@@ -15,7 +15,7 @@ from shardwise.kube.body import Body
 from shardwise.kube.client import Kube, make_api_client
 from shardwise.kube.settings import OperatorSettings
 
-CRS = ("datasets", "shardedmodels", "forgetrequests")
+CRS = ("datasets", "shardedmodels", "forgetrequests", "experiments")
 MANAGED = {"app.kubernetes.io/managed-by": "shardwise"}
 
 

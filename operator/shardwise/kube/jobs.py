@@ -51,6 +51,19 @@ def build_evaluation_job(model: ShardedModel, version: int, request_key: str, s:
                 ["evaluate", "--store", s.store_uri, "--request", request_key], s)
 
 
+def experiment_job_name(experiment: str, version: int) -> str:
+    suffix = f"-x-v{version}"
+    return experiment[: 63 - len(suffix)] + suffix
+
+
+def build_experiment_job(model: ShardedModel, experiment: str, version: int, request_key: str,
+                         s: TrainerSettings) -> dict[str, Any]:
+    """An Experiment's test run: the evaluation entrypoint, labelled with its model so its events are seen."""
+    labels = job_labels(model.name, -1, "experiment") | {"shardwise.io/experiment": experiment}
+    return _job(model, experiment_job_name(experiment, version), labels,
+                ["evaluate", "--store", s.store_uri, "--request", request_key], s)
+
+
 def build_training_job(model: ShardedModel, start: StartJob, request_key: str, s: TrainerSettings) -> dict[str, Any]:
     args = [
         "train", "--store", s.store_uri, "--request", request_key,

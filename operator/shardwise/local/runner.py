@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from shardwise.api import Dataset, ForgetRequest, ShardedModel
+from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
+from shardwise.brain.experiment import reconcile_experiment
 from shardwise.brain.model import Evaluate, Publish, Purge, StartJob, reconcile_model
 from shardwise.control import StoreControl
 from shardwise.datasets import DatasetView
@@ -78,6 +79,8 @@ class LocalRunner:
         for m in self.registry.list(ShardedModel):
             changed |= self.reconcile_model(m)
         models = self.registry.list(ShardedModel)
+        for exp in self.registry.list(Experiment):
+            changed |= self.reconcile_experiment(exp, models)
         for fr in self.registry.list(ForgetRequest):
             st = self.control.complete_forget(fr, [m for m in models if m.spec.datasetRef == fr.spec.datasetRef])
             if st is not None:
@@ -86,10 +89,7 @@ class LocalRunner:
 
     def _put(self, res, status) -> bool:
         """Persist a status when it differs (ignoring condition timestamps)."""
-        def key(s):
-            return None if s is None else (s.model_dump(exclude={"conditions"}),
-                                           [(c.type, c.status, c.reason, c.message) for c in s.conditions])
-        if key(res.status) == key(status):
+        if status.same_as(res.status):
             return False
         res.status = status
         self.registry.put_status(res)
@@ -130,6 +130,19 @@ class LocalRunner:
         if m.status is None or status.phase != m.status.phase:
             self.log(f"shardedmodel/{m.name}: {status.phase} ({status.shardsReadyText} shards ready)")
         return self._put(m, status) or acted
+
+    def reconcile_experiment(self, exp: Experiment, models: list[ShardedModel]) -> bool:
+        from shardwise_trainer.evaluate import evaluate_version
+
+        version, dataset, report = self.control.experiment_inputs(exp, models)
+        key = self.control.layout.experiment_report(exp.name)
+        actions, status = reconcile_experiment(exp.spec, exp.status, exp.metadata.generation, version, dataset,
+                                               report, key)
+        for a in actions:  # the evaluation Job's code, in-process (the kube body runs it as a Job)
+            model = next(m for m in models if m.name == exp.spec.modelRef)
+            request = self.store.get_json(self.control.write_experiment_request(exp, model, a.model_version))
+            evaluate_version(self.store, request)
+        return self._put(exp, status) or bool(actions)
 
     def evaluate(self, m: ShardedModel, version: int) -> float | None:
         """Runs the evaluation Job's code in-process (the kube body runs it as a Job)."""

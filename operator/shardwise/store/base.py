@@ -29,6 +29,19 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_prefix(prefix: str) -> str:
+    """A list() prefix: its folder part must be a clean key, its last part may be partial.
+
+    This keeps list("../") or list("/etc/") from walking outside the store root.
+    """
+    head, _, _ = prefix.rpartition("/")
+    if head:
+        check_key(head)
+    if any(c in prefix for c in "\\\x00\n\r"):
+        raise InvalidInput(f"store prefix {prefix!r} holds a forbidden character")
+    return prefix
+
+
 class Store(ABC):
     """Object storage with atomic puts and sha256-verified objects."""
 

@@ -85,6 +85,13 @@ class Layout:
     def purge_record(self, name: str, uid: str, rev: int) -> str:
         return f"{self.model(name, uid)}/purges/{rev:06d}.json"
 
+    # -- experiments
+    def experiment_report(self, name: str) -> str:
+        return f"{self.namespace}/experiments/{_ok('experiment', name)}/report.json"
+
+    def experiment_request(self, name: str) -> str:
+        return f"{self.namespace}/experiments/{_ok('experiment', name)}/request.json"
+
     # -- ledger of forget certificates (append-only, hash-chained)
     def ledger(self) -> str:
         return f"{self.namespace}/ledger/"

@@ -7,23 +7,10 @@ import tempfile
 from pathlib import Path
 
 from shardwise.errors import InvalidInput, NotFound, StoreUnavailable
-from shardwise.store.base import Store, check_key
+from shardwise.store.base import Store, check_key, check_prefix
 
 SIDECAR = ".sha256"
 TMP_PREFIX = ".tmp-"
-
-
-def check_prefix(prefix: str) -> str:
-    """A list() prefix: its folder part must be a clean key, its last part may be partial.
-
-    This keeps list("../") or list("/etc/") from walking outside the store root.
-    """
-    head, _, _ = prefix.rpartition("/")
-    if head:
-        check_key(head)
-    if any(c in prefix for c in "\\\x00\n\r"):
-        raise InvalidInput(f"store prefix {prefix!r} holds a forbidden character")
-    return prefix
 
 
 def _fsync_dir(path: Path) -> None:

@@ -17,8 +17,7 @@ from minio import Minio
 from minio.error import MinioException, S3Error
 
 from shardwise.errors import NotFound, StoreUnavailable
-from shardwise.store.base import Store, check_key
-from shardwise.store.local import check_prefix
+from shardwise.store.base import Store, check_key, check_prefix
 
 T = TypeVar("T")
 META = "sha256"  # sent as x-amz-meta-sha256
