@@ -209,19 +209,9 @@ def b5(quick: bool) -> list[dict]:
 
 
 def _seaweedfs(work: Path):
-    from tests.fixtures_s3 import ACCESS_KEY, PORT_FLAGS, SECRET_KEY, SeaweedFS, free_ports
-    import shutil as _sh
+    from tests.fixtures_s3 import start_seaweedfs
 
-    (work / "data").mkdir()
-    (work / "logs").mkdir()
-    ports = free_ports(len(PORT_FLAGS) + 1)
-    weed = _sh.which("weed") or str(Path(sys.executable).parent / "weed")
-    argv = [weed, f"-logdir={work / 'logs'}", "mini", f"-dir={work / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.port={ports[-1]}", "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", *(f"-{f}={p}" for f, p in zip(PORT_FLAGS, ports))]
-    server = SeaweedFS(f"127.0.0.1:{ports[-1]}", ACCESS_KEY, SECRET_KEY, None, work, argv)  # type: ignore[arg-type]
-    server.start()
-    return server
+    return start_seaweedfs(work)
 
 
 # -- B6 the brain at scale ------------------------------------------------------------------------

