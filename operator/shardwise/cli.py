@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--name", help="name of the ForgetRequest (default: generated)")
     f.add_argument("--no-wait", action="store_true")
 
+    rl = sub.add_parser("relabel", help="correct labels (a new Dataset revision), then retrain what they touch")
+    rl.add_argument("--dataset", required=True)
+    rl.add_argument("--id", action="append", required=True, help="sample id (repeatable, paired with --label)")
+    rl.add_argument("--label", action="append", required=True, help="the corrected label of the matching --id")
+    rl.add_argument("--by", default=os.environ.get("USER", "unknown"), help="who made the correction")
+
     pr = sub.add_parser("predict", help="predict with the published version of a model")
     pr.add_argument("model")
     pr.add_argument("file", help="CSV (numeric feature columns; id optional) or JSONL with 'features'")
@@ -200,6 +206,28 @@ def cmd_forget(args) -> int:
     return 0
 
 
+def cmd_relabel(args) -> int:
+    from shardwise.control import StoreControl
+
+    if len(args.id) != len(args.label):
+        raise InvalidInput(f"relabel: {len(args.id)} --id but {len(args.label)} --label; give one label per id")
+    store, reg = _session(args)
+    reg.require(Dataset, args.dataset)
+    lock = ReconcilerLock(store.uri, args.namespace)
+    if not lock.acquire():  # a revision must not be written under a running reconciler's feet
+        raise InvalidInput(f"relabel: reconciler pid {lock.holder()} is running on this store; retry when it is done")
+    try:
+        rev = StoreControl(store, args.namespace).relabel(args.dataset, dict(zip(args.id, args.label)), args.by)
+        print(f"dataset.shardwise.io/{args.dataset} revision {rev}", file=sys.stderr)
+    finally:
+        lock.release()
+    _reconcile(args, store)
+    for m in reg.list(ShardedModel):
+        if m.spec.datasetRef == args.dataset and m.status:
+            print(f"{m.name}: version {m.status.publishedVersion}, accuracy {m.status.accuracy}")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from shardwise.predict import predict_file
 
@@ -257,7 +285,8 @@ def cmd_demo(args) -> int:
 
 COMMANDS = {
     "apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete, "forget": cmd_forget,
-    "predict": cmd_predict, "reconcile": cmd_reconcile, "verify": cmd_verify, "crds": cmd_crds, "demo": cmd_demo,
+    "predict": cmd_predict, "relabel": cmd_relabel, "reconcile": cmd_reconcile, "verify": cmd_verify,
+    "crds": cmd_crds, "demo": cmd_demo,
     "operator": cmd_operator,
 }
 

@@ -23,7 +23,7 @@ from shardwise.brain.model import ModelObservation, StartJob
 from shardwise.brain.purge import plan_purge
 from shardwise.brain.versions import JobRecord, VersionManifest
 from shardwise.datasets import DatasetStore, DatasetView
-from shardwise.errors import NotFound, ShardwiseError
+from shardwise.errors import InvalidInput, NotFound, ShardwiseError
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
 
@@ -167,6 +167,33 @@ class StoreControl:
         key = self.layout.ledger_entry(len(keys) + 1, request)
         self.store.put_json(key, fbrain.chain_entry(len(keys) + 1, prev, cert))
         return key
+
+    def relabel(self, dataset: str, labels: dict[str, str], by: str) -> int:
+        """A label correction as a new Dataset revision recording who and when. Returns the revision.
+
+        Ids and label names are checked first; nothing is written unless all are valid.
+        """
+        v = self.view(dataset)
+        pos = {s: i for i, s in enumerate(v.table.ids.tolist())}
+        classes = {c: i for i, c in enumerate(v.table.class_names)}
+        unknown = [i for i in labels if i not in pos]
+        if unknown:
+            raise InvalidInput(f"--id: {len(unknown)} id(s) not in Dataset {dataset!r}: {', '.join(unknown[:10])}")
+        gone = [i for i in labels if not v.state.active[pos[i]]]
+        if gone:
+            raise InvalidInput(f"--id: forgotten samples cannot be relabelled: {', '.join(gone[:10])}")
+        bad = sorted({lab for lab in labels.values() if lab not in classes})
+        if bad:
+            raise InvalidInput(f"--label: {', '.join(map(repr, bad))} is not a class of Dataset {dataset!r} "
+                               f"(classes: {', '.join(v.table.class_names)})")
+        idx = np.array([pos[i] for i in labels], dtype=np.int64)
+        new = v.state.relabel(idx, np.array([classes[lab] for lab in labels.values()], dtype=np.int64))
+        self.datasets.write_revision(dataset, new, {
+            "kind": "relabel", "by": by, "at": iso(now()),
+            "labels": [{"id": i, "from": v.table.class_names[int(v.state.labels[pos[i]])], "to": lab}
+                       for i, lab in labels.items()]})
+        self.log(f"dataset/{dataset}: revision {new.revision} relabels {len(labels)} sample(s) (by {by})")
+        return new.revision
 
     # -- models -------------------------------------------------------------------------
     def observe_model(self, m: ShardedModel, liveness: JobLiveness) -> ModelObservation:

@@ -120,6 +120,11 @@ def test_unknown_ids_immutable_fields_and_missing_store(cli):
     # nothing was tombstoned by the rejected requests
     assert cli("get", "datasets").stdout.splitlines()[1].split()[2] == "1"
 
+    p = cli("relabel", "--dataset", "digits", "--id", "digits-00001", "--label", "cat", ok=False)
+    assert p.returncode == 1 and "--label: 'cat' is not a class" in p.stderr
+    p = cli("relabel", "--dataset", "digits", "--id", "digits-00001", "--label", "3", "--by", "bob")
+    assert "revision 2" in p.stderr and "tiny: version 2" in p.stdout
+
     p = cli("apply", "-f", str(cli.write("m2.yaml", model_doc(shards=3))), ok=False)
     assert p.returncode == 1 and "spec.shards is immutable" in p.stderr
 
