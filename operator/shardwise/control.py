@@ -134,6 +134,10 @@ class StoreControl:
                 else "Retraining"
             new = _forget_status(fr, phase, "Progressing", "True", "Retraining",
                                  f"waiting for {', '.join(waiting)} to retrain, publish and purge")
+            if new.deadline:
+                new.timeLeft, risk = fbrain.deadline_state(new.deadline, now(), fr.spec.deadlineDays)
+                if risk:
+                    new.set_condition("DeadlineAtRisk", "True", risk, f"{new.timeLeft} left to {new.deadline}")
             return None if new.same_as(st) else new
         purges = []
         for m in models:
@@ -149,6 +153,8 @@ class StoreControl:
         new.certificate = cert
         new.completedAt = cert["completedAt"]
         new.phase = "Complete"
+        new.timeLeft = None
+        new.conditions = [c for c in new.conditions if c.type != "DeadlineAtRisk"]
         new.message = f"forgotten from {len(models)} model(s)"
         new.set_condition("Progressing", "False", "Complete", "")
         new.set_condition("Ready", "True", "Complete", new.message)

@@ -92,3 +92,16 @@ def test_vote_and_softmax_mean_aggregation():
     p = np.array([[[0.6, 0.4]], [[0.6, 0.4]], [[0.0, 1.0]]])
     assert aggregate(p, "vote").argmax(1).tolist() == [0]  # two of three vote for class 0
     assert aggregate(p, "softmax-mean").argmax(1).tolist() == [1]  # mean 0.4 vs 0.6
+
+
+def test_deadline_time_left_and_risk():
+    from datetime import datetime, timezone
+
+    from shardwise.brain.forget import deadline_state
+
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert deadline_state("2026-01-31T00:00:00Z", now, 30) == ("30d0h", None)
+    assert deadline_state("2026-01-08T12:00:00Z", now, 30) == ("7d12h", None)
+    assert deadline_state("2026-01-05T00:00:00Z", now, 30) == ("4d0h", "DeadlineAtRisk")  # under a fifth left
+    assert deadline_state("2026-01-01T05:30:00Z", now, 30) == ("5h30m", "DeadlineAtRisk")
+    assert deadline_state("2025-12-31T00:00:00Z", now, 30) == ("0s", "DeadlineMissed")

@@ -36,6 +36,7 @@ class ForgetRequestStatus(StatusBase):
     acceptedAt: str | None = None
     completedAt: str | None = None
     deadline: str | None = None
+    timeLeft: str | None = Field(None, description="Time left to the deadline when last reconciled.")
     certificate: dict[str, Any] | None = Field(None, description="What held the samples, what was purged, new hashes.")
 
 
@@ -48,5 +49,6 @@ class ForgetRequest(Resource[ForgetRequestSpec, ForgetRequestStatus]):
         ("Dataset", "string", ".spec.datasetRef", ""),
         ("Samples", "integer", ".status.samples", "samples tombstoned"),
         ("Revision", "integer", ".status.datasetRevision", "dataset revision"),
+        ("Left", "string", ".status.timeLeft", "time left to the deadline"),
         ("Age", "date", ".metadata.creationTimestamp", ""),
     ]

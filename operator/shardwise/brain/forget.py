@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,16 @@ def rejection(spec: ForgetRequestSpec, res: Resolution) -> str | None:
     shown = ", ".join(repr(u) for u in res.unknown[:MAX_LISTED])
     more = f" and {len(res.unknown) - MAX_LISTED} more" if len(res.unknown) > MAX_LISTED else ""
     return f"spec.sampleIds: {len(res.unknown)} id(s) not in Dataset {spec.datasetRef!r}: {shown}{more}"
+
+
+def deadline_state(deadline: str, now: datetime, window_days: int) -> tuple[str, str | None]:
+    """(time left as text, None or the reason it is at risk). At risk: under a fifth of the window left."""
+    end = datetime.strptime(deadline, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    left = (end - now).total_seconds()
+    if left <= 0:
+        return "0s", "DeadlineMissed"
+    text = f"{int(left // 86400)}d{int(left % 86400 // 3600)}h" if left >= 86400 else f"{int(left // 3600)}h{int(left % 3600 // 60)}m"
+    return text, ("DeadlineAtRisk" if left < window_days * 86400 / 5 else None)
 
 
 def ids_digest(ids: list[str]) -> str:
