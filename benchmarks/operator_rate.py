@@ -11,7 +11,6 @@ import asyncio
 import os
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 
