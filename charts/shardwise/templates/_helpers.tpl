@@ -20,7 +20,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{/* The operator's rules: the same list for the ClusterRole and for each namespaced Role. */}}
+{{/* The operator's rules: the same list for the ClusterRole and for each namespaced Role.
+The chart README has them as a table, and tests/integration/test_helm_chart.py asserts the
+exact list: change all three together. */}}
 {{- define "shardwise.rules" -}}
 - apiGroups: ["shardwise.io"]
   resources: ["datasets", "shardedmodels", "forgetrequests", "experiments"]
@@ -28,6 +30,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["shardwise.io"]
   resources: ["datasets/status", "shardedmodels/status", "forgetrequests/status", "experiments/status"]
   verbs: ["get", "patch", "update"]
+# Jobs carry a controller ownerReference to their ShardedModel with blockOwnerDeletion;
+# where the OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift, hardened
+# clusters) creating such a Job needs update on the owner's finalizers subresource.
+- apiGroups: ["shardwise.io"]
+  resources: ["shardedmodels/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
