@@ -192,7 +192,9 @@ def b5(quick: bool) -> list[dict]:
 
         (_, raw_s) = timed(lambda: [raw() for _ in range(reps)])
         stores = {"LocalStore": LocalStore(Path(d) / "store")}
-        server = _seaweedfs(Path(d))
+        from tests.fixtures_s3 import start_seaweedfs
+
+        server = start_seaweedfs(Path(d))
         try:
             s3 = S3Store(server.client(), "bench")
             s3.ensure_bucket()
@@ -206,12 +208,6 @@ def b5(quick: bool) -> list[dict]:
         finally:
             server.stop()
     return rows
-
-
-def _seaweedfs(work: Path):
-    from tests.fixtures_s3 import start_seaweedfs
-
-    return start_seaweedfs(work)
 
 
 # -- B6 the brain at scale ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from shardwise.store.base import Store
 from shardwise.store.layout import Layout
 
 Log = Callable[[str], None]
+VIEW_CACHE = 4  # dataset revisions kept loaded (a pass needs the current one and the one it purges)
 # How a body sees a job: "running", "succeeded", "failed", or None when it is not
 # running anywhere (never started, or interrupted by a restart: start it again).
 JobLiveness = Callable[[str, dict], Literal["running", "succeeded", "failed"] | None]
@@ -47,9 +48,12 @@ class StoreControl:
     # -- datasets -------------------------------------------------------------------
     def view(self, name: str, revision: int | None = None) -> DatasetView:
         rev = self.datasets.current_revision(name) if revision is None else revision
-        if (name, rev) not in self._views:
-            self._views[(name, rev)] = self.datasets.view(name, rev)
-        return self._views[(name, rev)]
+        key = (name, rev)
+        view = self._views.pop(key, None) or self.datasets.view(name, rev)
+        self._views[key] = view  # most recent last
+        while len(self._views) > VIEW_CACHE:  # each view holds a whole payload: keep a few
+            del self._views[next(iter(self._views))]
+        return view
 
     def reconcile_dataset(self, ds: Dataset) -> DatasetStatus:
         """Ingest on first sight; the status of the current revision."""
