@@ -24,6 +24,7 @@ from shardwise.brain.purge import plan_purge
 from shardwise.brain.versions import JobRecord, VersionManifest
 from shardwise.datasets import DatasetStore, DatasetView
 from shardwise.errors import InvalidInput, NotFound, ShardwiseError
+from shardwise.faults import fault_point
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
 
@@ -109,6 +110,7 @@ class StoreControl:
         new = v.state.forget(idx)
         names = [a[0].name for a in accepted]
         self.datasets.write_revision(dataset, new, {"kind": "forget", "requests": names, "samples": int(idx.size)})
+        fault_point("dataset.after-revision")
         scrubbed = self.datasets.scrub(dataset)
         self.log(f"dataset/{dataset}: revision {new.revision} tombstones {idx.size} sample(s) "
                  f"for {', '.join(names)} (payload rows scrubbed: {scrubbed})")
@@ -153,6 +155,7 @@ class StoreControl:
         cert = fbrain.certificate(fr.name, fr.spec.datasetRef, T, st.samples or 0,
                                   fbrain.ids_digest(self._forgotten_ids(fr)), purges, st.acceptedAt or "", iso(now()))
         cert["ledgerEntry"] = self._append_ledger(fr.name, cert)
+        fault_point("forget.after-ledger")
         new = st.model_copy(deep=True)
         new.certificate = cert
         new.completedAt = cert["completedAt"]
@@ -264,6 +267,7 @@ class StoreControl:
         key = L.job_request(m.name, uid, a.name)
         self.store.put_json(key, request)
         self.store.delete(L.job_status(m.name, uid, a.name))
+        fault_point("job.after-request")
         self.log(f"shardedmodel/{m.name}: {a.purpose} shard {a.shard} slices {a.from_slice}..{m.spec.slices - 1} "
                  f"at revision {a.revision} (job {a.name})")
         return key
@@ -284,7 +288,9 @@ class StoreControl:
                       "wallSeconds": j.extra.get("wallSeconds")} for j in used],
         }
         self.store.put_json(L.version(m.name, uid, manifest.version), doc)
+        fault_point("publish.after-manifest")
         self.store.put_json(L.current(m.name, uid), {"version": manifest.version})
+        fault_point("publish.after-swap")
         self.log(f"shardedmodel/{m.name}: published version {manifest.version} "
                  f"(dataset revision {manifest.revision}, {len(new_refs)} new checkpoint(s))")
 
@@ -303,12 +309,15 @@ class StoreControl:
         # Versions first (nothing may point at a missing checkpoint), then checkpoints.
         for n in plan.versions:
             self.store.delete(L.version(m.name, uid, n))
-        for ref in plan.checkpoints:
+        for i, ref in enumerate(plan.checkpoints):
+            if i == len(plan.checkpoints) // 2:
+                fault_point("purge.mid-delete")
             self.store.delete(ref.key)
             self.store.delete(L.checkpoint_meta(ref.key))
         for j in obs.jobs:  # finished job records are history once published
             if j.state != "running":
                 self.store.delete_prefix(f"{L.model(m.name, uid)}/jobs/{j.name}/")
+        fault_point("purge.after-delete")
         pubdoc = vdocs.get(pub, {}) if pub else {}
         self.store.put_json(L.purge_record(m.name, uid, revision), {
             "revision": revision,

@@ -22,6 +22,7 @@ import torch
 from shardwise.api.model import ShardedModelSpec
 from shardwise.brain.lineage import CheckpointRef, slice_fingerprints
 from shardwise.datasets import DatasetStore, DatasetView
+from shardwise.faults import fault_point
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
 from shardwise_trainer.nets import build_net
@@ -128,7 +129,9 @@ def train_shard(
         gen = torch.Generator().manual_seed(derive_seed(spec.training.seed, shard, s + 1))
         net.train()
         bs = spec.training.batchSize
-        for _ in range(spec.training.epochsPerSlice):
+        for epoch in range(spec.training.epochsPerSlice):
+            if epoch == spec.training.epochsPerSlice // 2:
+                fault_point("trainer.mid-slice")
             order = torch.randperm(len(idx), generator=gen)[:new].to(device)
             for b in range(0, new, bs):
                 sel = order[b : b + bs]
@@ -147,10 +150,12 @@ def train_shard(
         lineage_rev.append(rev)
         key = layout.checkpoint(request["model"], request["uid"], shard, s, rev)
         sha = store.put_verified(key, blob)  # atomic: never visible half-written
+        fault_point("trainer.after-checkpoint")
         ref = CheckpointRef(shard, s, key, sha, weights_sha256(state), tuple(lineage_fp), tuple(lineage_rev))
         store.put_json(layout.checkpoint_meta(key), ref.to_dict())
         refs.append(ref)
         progress(s, compute)
+        fault_point("trainer.after-slice")
     return refs, compute
 
 

@@ -92,6 +92,9 @@ class Layout:
     def experiment_request(self, name: str) -> str:
         return f"{self.namespace}/experiments/{_ok('experiment', name)}/request.json"
 
+    def experiment_predictions(self, name: str) -> str:
+        return f"{self.namespace}/experiments/{_ok('experiment', name)}/predictions.npz"
+
     # -- ledger of forget certificates (append-only, hash-chained)
     def ledger(self) -> str:
         return f"{self.namespace}/ledger/"

@@ -1,0 +1,1 @@
+"""Diagnosis of a model version from its predictions: metrics, label issues, reports. Pure numpy."""
