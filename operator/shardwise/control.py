@@ -23,7 +23,7 @@ from shardwise.brain.model import ModelObservation, StartJob
 from shardwise.brain.purge import plan_purge
 from shardwise.brain.versions import JobRecord, VersionManifest
 from shardwise.datasets import DatasetStore, DatasetView
-from shardwise.errors import InvalidInput, NotFound, ShardwiseError
+from shardwise.errors import CorruptObject, InvalidInput, NotFound, ShardwiseError
 from shardwise.faults import fault_point
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
@@ -95,8 +95,17 @@ class StoreControl:
                                               f"waiting for Dataset {dataset!r}")
             return out
         v = self.view(dataset)
+        done = self._revisions_of(dataset, {fr.name for fr in requests})
+        if done:  # tombstoned by a run that died before it could mark them accepted
+            self.datasets.scrub(dataset)
         accepted: list[tuple[ForgetRequest, np.ndarray, int]] = []
         for fr in requests:
+            if fr.name in done:
+                rev = done[fr.name]
+                before = np.where(v.state.tombstoned_at >= rev, 0, v.state.tombstoned_at)
+                res = fbrain.resolve(fr.spec, v.table.ids, v.table.owners, before)
+                out[fr.name] = self._accepted(fr, rev, res.indices, len(res.already_forgotten))
+                continue
             res = fbrain.resolve(fr.spec, v.table.ids, v.table.owners, v.state.tombstoned_at)
             why = fbrain.rejection(fr.spec, res)
             if why:
@@ -115,17 +124,36 @@ class StoreControl:
         self.log(f"dataset/{dataset}: revision {new.revision} tombstones {idx.size} sample(s) "
                  f"for {', '.join(names)} (payload rows scrubbed: {scrubbed})")
         for fr, ix, already in accepted:
-            st = (fr.status or ForgetRequestStatus()).model_copy(deep=True)
-            st.observedGeneration = fr.metadata.generation
-            st.datasetRevision = new.revision
-            st.samples = int(ix.size)
-            st.alreadyForgotten = already
-            st.acceptedAt = iso(now())
-            st.deadline = _plus_days(fr.metadata.creationTimestamp or st.acceptedAt, fr.spec.deadlineDays)
-            st.phase = "Retraining"
-            st.set_condition("Progressing", "True", "Tombstoned", f"dataset revision {new.revision}")
-            out[fr.name] = st
+            out[fr.name] = self._accepted(fr, new.revision, ix, already)
         return out
+
+    def _accepted(self, fr: ForgetRequest, revision: int, indices: np.ndarray, already: int) -> ForgetRequestStatus:
+        st = (fr.status or ForgetRequestStatus()).model_copy(deep=True)
+        st.observedGeneration = fr.metadata.generation
+        st.datasetRevision = revision
+        st.samples = int(indices.size)
+        st.alreadyForgotten = already
+        st.acceptedAt = iso(now())
+        st.deadline = _plus_days(fr.metadata.creationTimestamp or st.acceptedAt, fr.spec.deadlineDays)
+        st.phase = "Retraining"
+        st.set_condition("Progressing", "True", "Tombstoned", f"dataset revision {revision}")
+        return st
+
+    def _revisions_of(self, dataset: str, names: set[str]) -> dict[str, int]:
+        """Requests among `names` that a revision already tombstoned -> that revision.
+
+        Read only when requests are pending (rare), newest first: a crash between writing the
+        revision and marking the requests accepted must not tombstone them again.
+        """
+        found: dict[str, int] = {}
+        for rev in range(self.datasets.current_revision(dataset), 1, -1):
+            change = self.store.get_json(self.layout.dataset_revision(dataset, rev)).get("change", {})
+            if change.get("kind") == "forget":
+                for name in set(change.get("requests", [])) & names - found.keys():
+                    found[name] = rev
+            if len(found) == len(names):
+                break
+        return found
 
     def complete_forget(self, fr: ForgetRequest, models: list[ShardedModel]) -> ForgetRequestStatus | None:
         """The new status once every model on the dataset has published and purged; None if unchanged."""
@@ -152,9 +180,12 @@ class StoreControl:
             rec = next((r for r in recs if r["revision"] >= T), recs[-1] if recs else {})
             purges.append(fbrain.ModelPurge(m.name, _uid(m), rec.get("revision", T),
                                             rec.get("publishedVersion") or 0, rec))
-        cert = fbrain.certificate(fr.name, fr.spec.datasetRef, T, st.samples or 0,
-                                  fbrain.ids_digest(self._forgotten_ids(fr)), purges, st.acceptedAt or "", iso(now()))
-        cert["ledgerEntry"] = self._append_ledger(fr.name, cert)
+        cert = self._ledgered(fr.name, T)  # a run that died right after appending it
+        if cert is None:
+            cert = fbrain.certificate(fr.name, fr.spec.datasetRef, T, st.samples or 0,
+                                      fbrain.ids_digest(self._forgotten_ids(fr)), purges, st.acceptedAt or "",
+                                      iso(now()))
+            cert["ledgerEntry"] = self._append_ledger(fr.name, cert)
         fault_point("forget.after-ledger")
         new = st.model_copy(deep=True)
         new.certificate = cert
@@ -173,6 +204,15 @@ class StoreControl:
         hit = np.flatnonzero(v.state.tombstoned_at == fr.status.datasetRevision)  # type: ignore[union-attr]
         res = fbrain.resolve(fr.spec, v.table.ids, v.table.owners, np.zeros_like(v.state.tombstoned_at))
         return sorted(set(v.table.ids[np.intersect1d(hit, res.indices)].tolist()))
+
+    def _ledgered(self, request: str, revision: int) -> dict | None:
+        """The certificate already in the ledger for this request and revision, if any."""
+        for key in sorted(self.store.list(self.layout.ledger()), reverse=True):
+            if key.endswith(f"-{request}.json"):
+                cert = self.store.get_json(key)["certificate"]
+                if cert.get("datasetRevision") == revision:
+                    return cert | {"ledgerEntry": key}
+        return None
 
     def _append_ledger(self, request: str, cert: dict) -> str:
         keys = sorted(k for k in self.store.list(self.layout.ledger()) if k.endswith(".json"))
@@ -208,6 +248,28 @@ class StoreControl:
         self.log(f"dataset/{dataset}: revision {new.revision} relabels {len(labels)} sample(s) (by {by})")
         return new.revision
 
+    def drop(self, dataset: str, ids: list[str], by: str) -> int:
+        """Take samples out of training (a tombstone revision recording who and when). Returns the revision.
+
+        A curation step, not a GDPR forget: no ForgetRequest, certificate or payload scrub. Ids are
+        checked first; nothing is written unless all are valid.
+        """
+        v = self.view(dataset)
+        pos = {s: i for i, s in enumerate(v.table.ids.tolist())}
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            raise InvalidInput("--id: no sample ids to drop")
+        unknown = [i for i in ids if i not in pos]
+        if unknown:
+            raise InvalidInput(f"--id: {len(unknown)} id(s) not in Dataset {dataset!r}: {', '.join(unknown[:10])}")
+        gone = [i for i in ids if not v.state.active[pos[i]]]
+        if gone:
+            raise InvalidInput(f"--id: already dropped or forgotten: {', '.join(gone[:10])}")
+        new = v.state.forget(np.array([pos[i] for i in ids], dtype=np.int64))
+        self.datasets.write_revision(dataset, new, {"kind": "drop", "by": by, "at": iso(now()), "ids": ids})
+        self.log(f"dataset/{dataset}: revision {new.revision} drops {len(ids)} sample(s) (by {by})")
+        return new.revision
+
     # -- models -------------------------------------------------------------------------
     def observe_model(self, m: ShardedModel, liveness: JobLiveness) -> ModelObservation:
         status = m.status or ShardedModelStatus()
@@ -217,11 +279,23 @@ class StoreControl:
             revision = v.state.revision
             a = v.assignment(m.spec.shards, m.spec.slices, m.spec.training.seed, m.spec.groupBy == "owner")
             fps = slice_fingerprints(a, v.state)
+        jobs = self.job_records(m, liveness)
         return ModelObservation(
             name=m.name, spec=m.spec, status=status, generation=m.metadata.generation,
-            revision=revision, fingerprints=fps, published=self.published(m), jobs=self.job_records(m, liveness),
+            revision=revision, fingerprints=fps, published=self.published(m), jobs=jobs,
             purged_revision=status.purgedRevision or 0, evaluated_version=status.accuracyVersion,
+            corrupt=self._still_corrupt({j.corrupt for j in jobs if j.state == "failed" and j.corrupt}),
         )
+
+    def _still_corrupt(self, keys: set[str]) -> frozenset[str]:
+        """Keys a trainer reported corrupt that still fail their check (a rebuild may have replaced them)."""
+        bad = set()
+        for key in keys:
+            try:
+                self.store.get_verified(key)
+            except (CorruptObject, NotFound):
+                bad.add(key)
+        return frozenset(bad)
 
     def published(self, m: ShardedModel) -> VersionManifest | None:
         L = self.layout
@@ -250,7 +324,7 @@ class StoreControl:
             out.append(JobRecord(
                 name=name, shard=int(req["shard"]), from_slice=int(req["fromSlice"]), revision=int(req["revision"]),
                 state=state, chain=tuple(CheckpointRef.from_dict(d) for d in st.get("chain", [])),
-                message=st.get("message", ""), seconds=float(st.get("computeSeconds", 0.0)),
+                message=st.get("message", ""), seconds=float(st.get("computeSeconds", 0.0)), corrupt=st.get("corrupt", ""),
                 slices_done=int(st.get("slicesDone", 0)), extra={"wallSeconds": st.get("wallSeconds")},
             ))
         return out
@@ -277,7 +351,11 @@ class StoreControl:
         L, uid = self.layout, _uid(m)
         old_keys = obs.published.keys() if obs.published else set()
         new_refs = [r for chain in manifest.chains for r in chain if r.key not in old_keys]
-        used = [j for j in obs.jobs if j.state == "succeeded" and any(j.chain == c for c in manifest.chains)]
+        # every job whose output is in this version: a follow-up job builds on the checkpoints of the
+        # job it followed (a forget that landed mid-job), so matching whole chains would drop that one
+        new_keys = {r.key for r in new_refs}
+        used = [j for j in obs.jobs
+                if j.state == "succeeded" and any(r.key in new_keys for r in j.chain[j.from_slice:])]
         doc = manifest.to_dict() | {
             "created": iso(now()),
             "model": m.name,
@@ -314,6 +392,10 @@ class StoreControl:
                 fault_point("purge.mid-delete")
             self.store.delete(ref.key)
             self.store.delete(L.checkpoint_meta(ref.key))
+        in_use = obs.published.keys() if obs.published else set()
+        for key in sorted(obs.corrupt - in_use):  # rebuilt and no longer served: drop the bad bytes
+            self.store.delete(key)
+            self.store.delete(L.checkpoint_meta(key))
         for j in obs.jobs:  # finished job records are history once published
             if j.state != "running":
                 self.store.delete_prefix(f"{L.model(m.name, uid)}/jobs/{j.name}/")

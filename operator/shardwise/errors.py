@@ -18,6 +18,10 @@ class NotFound(ShardwiseError):
 class CorruptObject(ShardwiseError):
     """A stored object does not match its recorded sha256."""
 
+    def __init__(self, message: str, key: str = ""):
+        super().__init__(message)
+        self.key = key
+
 
 class StoreUnavailable(ShardwiseError):
     """The object store cannot be reached or is not configured."""

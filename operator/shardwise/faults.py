@@ -6,6 +6,9 @@ It does nothing unless the environment variable SHARDWISE_FAULT names that point
     SHARDWISE_FAULT=publish.after-manifest        die the first time the point is reached
     SHARDWISE_FAULT=trainer.mid-slice@3           die the third time
 
+With SHARDWISE_FAULT_ONCE=<path> it fires in one process only, across all processes
+(the first to create <path>): a retried trainer or a restarted reconciler then runs clean.
+
 Dying is `os._exit(FAULT_EXIT_CODE)`: no finally blocks, no flushing, exactly like a
 SIGKILL or a node loss. A process running in-thread (the operator under a test
 runner) can set SHARDWISE_FAULT_ACTION=raise to get a `FaultInjected` instead.
@@ -67,6 +70,12 @@ def fault_point(name: str) -> None:
     with _lock:
         _hits[name] = _hits.get(name, 0) + 1
         if _hits[name] != armed[1]:
+            return
+    once = os.environ.get("SHARDWISE_FAULT_ONCE")
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
             return
     if os.environ.get("SHARDWISE_FAULT_ACTION") == "raise":
         raise FaultInjected(name)

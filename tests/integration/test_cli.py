@@ -134,37 +134,45 @@ def test_unknown_ids_immutable_fields_and_missing_store(cli):
     assert p.returncode == 1 and "SHARDWISE_S3_ENDPOINT" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_corrupt_checkpoint_is_reported_and_nothing_is_lost(cli):
-    cli("apply", "-f", str(cli.write("m.yaml", DATASET, model_doc(shards=1, slices=2))))
+def test_a_corrupt_checkpoint_is_reported_and_rebuilt_from_the_previous_good_one(cli):
+    import numpy as np
+
+    from shardwise.brain.lineage import CheckpointRef
+    from shardwise.datasets import DatasetStore
+    from shardwise.store.layout import Layout
+
+    cli("apply", "-f", str(cli.write("m.yaml", DATASET, model_doc(shards=1, slices=3))))
     store = LocalStore(cli.store)
-    ckpt = next(k for k in store.list("default/models/") if k.endswith("slice-0/r000001/checkpoint"))
+    ckpt = next(k for k in store.list("default/models/") if k.endswith("slice-1/r000001/checkpoint"))
     path = cli.store / ckpt
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01  # one flipped byte
     path.write_bytes(bytes(data))
-    # a sample in slice 1 rolls back to the checkpoint after slice 0: the corrupt one
-    desc = yaml.safe_load(cli("describe", "shardedmodel", "tiny").stdout)
-    assert desc["status"]["publishedVersion"] == 1
-    from shardwise.brain.lineage import CheckpointRef
-    meta = CheckpointRef.from_dict(store.get_json(ckpt.rsplit("/", 1)[0] + "/meta.json"))
-    from shardwise.datasets import DatasetStore
-    from shardwise.store.layout import Layout
+    # a sample of slice 2 rolls back to the checkpoint after slice 1: the corrupt one
     v = DatasetStore(store, Layout("default")).view("digits")
-    a = v.assignment(1, 2, 0, True)
-    import numpy as np
-    victim = v.table.ids[np.flatnonzero(a.slice == 1)[0]]
-    p = cli("forget", "--dataset", "digits", "--ids", str(victim), "--name", "f-corrupt", ok=False)
-    assert p.returncode == 1 and "not Complete" in p.stderr and "corrupt" in p.stderr
+    victim = v.table.ids[np.flatnonzero(v.assignment(1, 3, 0, True).slice == 2)[0]]
+    p = cli("forget", "--dataset", "digits", "--ids", str(victim), "--name", "f-corrupt")
+    assert "corrupt" in p.stderr  # the trainer's complaint, with the key
     desc = yaml.safe_load(cli("describe", "shardedmodel", "tiny").stdout)
-    assert desc["status"]["phase"] == "Failed"
-    failed = {c["type"]: c for c in desc["status"]["conditions"]}["Failed"]
-    assert ckpt in failed["message"] and "corrupt" in failed["message"]
-    assert meta.key == ckpt
-    # nothing lost: the published version still serves, the request waits, not dropped
-    assert desc["status"]["publishedVersion"] == 1
-    assert store.exists(next(k for k in store.list("default/models/") if k.endswith("versions/000001.json")))
+    st = desc["status"]
+    cond = {c["type"]: c for c in st["conditions"]}["CheckpointCorrupt"]
+    assert cond["status"] == "False" and cond["reason"] == "Rebuilt"
+    assert ckpt in cond["message"] and "rebuilding from slice 1 (the previous good checkpoint)" in cond["message"]
+    assert st["phase"] == "Ready" and st["publishedVersion"] == 2
     fr = yaml.safe_load(cli("describe", "forgetrequest", "f-corrupt").stdout)
-    assert fr["status"]["phase"] in ("Retraining", "Queued") and fr["status"]["datasetRevision"] == 2
+    assert fr["status"]["phase"] == "Complete"
+    # rebuilt from slice 1 on the good slice-0 checkpoint; the corrupt object is purged with version 1
+    chain = [k for k in store.list("default/models/") if k.endswith("/checkpoint")]
+    assert sorted(c.split("/", 4)[4] for c in chain) == [
+        "shard-0/slice-0/r000001/checkpoint", "shard-0/slice-1/r000002/checkpoint",
+        "shard-0/slice-2/r000002/checkpoint"]
+    assert not store.exists(ckpt)
+    # and the result is exact: the same as training from scratch on the new revision
+    cli("apply", "-f", str(cli.write("s.yaml", model_doc(name="scratch", shards=1, slices=3))))
+    def final(model: str) -> CheckpointRef:
+        key = next(k for k in store.list(f"default/models/{model}/") if k.endswith("slice-2/r000002/meta.json"))
+        return CheckpointRef.from_dict(store.get_json(key))
+    assert final("tiny").weights_sha256 == final("scratch").weights_sha256
 
 
 def test_forget_while_training_is_queued_then_done(cli):

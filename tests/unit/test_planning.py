@@ -132,6 +132,33 @@ def test_a_failed_job_fails_the_model_with_its_message_and_is_not_relaunched():
     assert status.phase == "Failed" and "CUDA out of memory" in status.condition("Failed").message
 
 
+def test_a_corrupt_checkpoint_is_rebuilt_from_the_previous_good_one_and_reported():
+    a, s1 = world()
+    spec = ShardedModelSpec(datasetRef="d", shards=S, slices=R)
+    chains = chains_for(a, s1)
+    published = VersionManifest(1, 1, chains)
+    i = int(np.flatnonzero((a.shard == 1) & (a.slice == 3))[0])
+    s2 = s1.forget(np.array([i]))
+    bad = chains[1][2].key  # the parent a retrain from slice 3 needs
+    failed = JobRecord(job_name("m", 1, 2, 3), 1, 3, 2, "failed", message="corrupt", corrupt=bad)
+    o = obs(spec, s2, a, published, [failed])
+    actions, status = reconcile_model(ModelObservation(**{**o.__dict__, "corrupt": frozenset({bad})}))
+    (start,) = [x for x in actions if isinstance(x, StartJob)]
+    assert (start.shard, start.from_slice, start.parent) == (1, 2, chains[1][1])
+    assert status.phase == "Retraining" and status.condition("Failed") is None
+    c = status.condition("CheckpointCorrupt")
+    assert c.status == "True" and bad in c.message and "rebuilding from slice 2" in c.message
+    # the first slice corrupt: from scratch
+    assert plan_shard(0, chains[0], slice_fingerprints(a, s1)[0], frozenset({chains[0][0].key})).parent is None
+    # rebuilt: the condition stays on record, resolved
+    redone = JobRecord(start.name, 1, 2, 2, "succeeded", chains[1][:2] + chains_for(a, s2, "r2")[1][2:])
+    o = obs(spec, s2, a, published, [failed, redone])
+    o.status.conditions = status.conditions
+    _, status = reconcile_model(ModelObservation(**{**o.__dict__, "corrupt": frozenset({bad})}))
+    c = status.condition("CheckpointCorrupt")
+    assert c.status == "False" and c.reason == "Rebuilt" and bad in c.message
+
+
 def test_job_names_are_deterministic_and_kubernetes_sized():
     assert job_name("m", 3, 12, 2) == "m-s3-r12-f2"
     long = job_name("x" * 63, 1023, 999999, 1023)

@@ -54,7 +54,7 @@ def names_place(msg: str, file: str, line: int, field: str | None) -> None:
 def test_digits_loads_without_owners():
     t = load_source(src(builtin="digits"))
     assert isinstance(t, SampleTable)
-    assert t.features.shape == (1797, 64) and t.features.dtype == np.float32
+    assert t.features.shape == (1797, 1, 8, 8) and t.is_image and t.features.dtype == np.float32
     assert 0.0 <= t.features.min() and t.features.max() == 1.0
     assert t.class_names == tuple("0123456789")
     assert t.labels.dtype == np.int64 and set(t.labels.tolist()) == set(range(10))

@@ -104,8 +104,17 @@ class ShardPlan:
     keep: Chain = field(default=())  # checkpoints reused unchanged (slices < from_slice)
 
 
-def plan_shard(shard: int, chain: Chain | None, current: list[str]) -> ShardPlan | None:
+def plan_shard(shard: int, chain: Chain | None, current: list[str],
+               corrupt: frozenset[str] = frozenset()) -> ShardPlan | None:
+    """Where the shard must retrain from; None if its chain is current.
+
+    A checkpoint known to be corrupt counts as stale: the shard is rebuilt from the
+    checkpoint before it (the previous good one), or from scratch if it was the first.
+    """
     r = first_stale_slice(chain, current)
+    bad = next((i for i, ref in enumerate(chain or ()) if ref.key in corrupt), None)
+    if bad is not None:
+        r = bad if r is None else min(r, bad)
     if r is None:
         return None
     keep = tuple(chain[:r]) if chain else ()

@@ -60,6 +60,7 @@ class ModelObservation:
     jobs: list[JobRecord] = field(default_factory=list)
     purged_revision: int = 0  # highest revision whose purge has been carried out
     evaluated_version: int | None = None
+    corrupt: frozenset[str] = frozenset()  # checkpoint keys a job found corrupt and that are still corrupt
 
 
 def _latest_chain(shard: int, published: VersionManifest | None, jobs: list[JobRecord]) -> Chain | None:
@@ -92,13 +93,19 @@ def reconcile_model(obs: ModelObservation) -> tuple[list[Action], ShardedModelSt
     launch: list[StartJob] = []
     errors: list[str] = []
     work: list[dict[str, int]] = []
+    rebuilding: list[str] = []
     for k in range(spec.shards):
         chain = _latest_chain(k, obs.published, obs.jobs)
-        plan = plan_shard(k, chain, obs.fingerprints[k])
+        plan = plan_shard(k, chain, obs.fingerprints[k], obs.corrupt)
         if plan is None:
             chains.append(chain)
             continue
         chains.append(None)
+        bad = [ref.key for ref in chain or () if ref.key in obs.corrupt]
+        if bad:
+            rebuilding.append(f"shard {k}: checkpoint {bad[0]} failed its sha256 check; rebuilding from "
+                              + (f"slice {plan.from_slice} (the previous good checkpoint)" if plan.parent
+                                 else "scratch (it was the first slice)"))
         if k in running:  # one job per shard: later changes wait for it and coalesce
             work.append({"shard": k, "fromSlice": running[k].from_slice, "slicesDone": running[k].slices_done})
             continue
@@ -117,6 +124,12 @@ def reconcile_model(obs: ModelObservation) -> tuple[list[Action], ShardedModelSt
     status.shardsReady = len(ready)
     status.shardsReadyText = f"{len(ready)}/{spec.shards}"
     status.retraining = work
+    if rebuilding:
+        status.set_condition("CheckpointCorrupt", "True", "Rebuilding", "; ".join(rebuilding))
+    else:
+        was = next((c for c in status.conditions if c.type == "CheckpointCorrupt" and c.status == "True"), None)
+        if was is not None:  # keep what happened on record, now as resolved
+            status.set_condition("CheckpointCorrupt", "False", "Rebuilt", "done: " + was.message)
 
     if errors:
         status.phase = "Failed"

@@ -58,6 +58,7 @@ class JobRecord:
     message: str = ""
     seconds: float = 0.0
     slices_done: int = 0
+    corrupt: str = ""  # on failure: the key of a checkpoint that failed its sha256 check
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -108,7 +108,8 @@ def load_digits(owners_per_sample: int = 0) -> SampleTable:
     return SampleTable(
         ids=np.array([f"digits-{i:05d}" for i in range(n)], dtype=str),
         labels=np.asarray(y, dtype=np.int64),
-        features=(np.asarray(x, dtype=np.float64) / 16.0).astype(np.float32),
+        # 8x8 grayscale images, shaped as every image source is: (N, 1, H, W)
+        features=(np.asarray(x, dtype=np.float64) / 16.0).astype(np.float32).reshape(n, 1, 8, 8),
         owners=owners,
         class_names=tuple(str(c) for c in range(10)),
     )

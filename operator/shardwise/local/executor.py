@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 EXIT_BAD_CONFIG = 2
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed when the reconciler dies, as a Job's pods would be on a lost node.
+
+    A reconciler killed mid-run (Ctrl-C twice, OOM, SIGKILL) must not leave orphan trainers
+    writing behind the back of the next run, which restarts interrupted jobs itself.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -58,7 +73,10 @@ class LocalExecutor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log = self.log_dir / f"{name}.log"
             out = log.open("ab")
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if log else subprocess.PIPE)
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if log else subprocess.PIPE,
+                             # the death signal follows the spawning *thread*: only tie it to the main one
+                             preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread()
+                             else None)
         self.procs[name] = _Proc(name, request_key, p, time.perf_counter(), attempt, log)
 
     def poll(self) -> list[Finished]:

@@ -87,7 +87,8 @@ class Store(ABC):
             if want is not None and want != actual:
                 raise CorruptObject(
                     f"object {key!r} in {self.uri} is corrupt: sha256 {actual[:12]}… "
-                    f"does not match the recorded {want[:12]}…"
+                    f"does not match the recorded {want[:12]}…",
+                    key=key,
                 )
         return data
 
