@@ -24,6 +24,18 @@ def _env(*names: str) -> str:
     raise StoreUnavailable(f"an s3:// store needs {names[0]}{alt} set in the environment")
 
 
+def _http_client():
+    """minio's usual pool, but with urllib3's own retries off: S3Store's backoff is the one retry
+    layer (8 tries over ~30 s by default, SHARDWISE_S3_ATTEMPTS), and it reports each retry."""
+    import certifi
+    import urllib3
+
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=10, read=120), maxsize=10, retries=False,
+        cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+    )
+
+
 def open_store(uri: str | Path) -> Store:
     """A folder path or file:// URI, or s3://bucket/prefix (endpoint and credentials from env)."""
     text = str(uri)
@@ -45,7 +57,8 @@ def open_store(uri: str | Path) -> Store:
         secret_key=_env("AWS_SECRET_ACCESS_KEY", "SHARDWISE_S3_SECRET_KEY"),
         secure=secure,
         region=os.environ.get("SHARDWISE_S3_REGION") or None,
+        http_client=_http_client(),
     )
-    store = S3Store(client, u.netloc, u.path)
+    store = S3Store(client, u.netloc, u.path, attempts=int(os.environ.get("SHARDWISE_S3_ATTEMPTS", "8")))
     store.ensure_bucket()
     return store
