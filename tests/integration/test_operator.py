@@ -241,6 +241,8 @@ async def test_a_model_gets_its_jobs_becomes_ready_and_a_forget_retrains_only_af
                                                    "spec": {"modelRef": "m", "datasetRef": "digits"}}))
     x = await cluster.wait_for("experiments", "x1", lambda s: s.get("phase") == "Succeeded")
     assert x["status"]["accuracy"] == pytest.approx(m["status"]["accuracy"]) and "x1-x-v2" in cluster.ran
+    (xjob,) = [j for j in await cluster.jobs() if j["metadata"]["name"] == "x1-x-v2"]
+    assert [(o["kind"], o["name"]) for o in xjob["metadata"]["ownerReferences"]] == [("Experiment", "x1")]
     # an Event at each step (kmock ignores generateName, so only the first of a name is stored;
     # the requests themselves are what the operator sent)
     reasons = {r.data.get("reason") for r in cluster.kmock[cluster.kmock.action.CREATE,

@@ -30,11 +30,11 @@ exact list: change all three together. */}}
 - apiGroups: ["shardwise.io"]
   resources: ["datasets/status", "shardedmodels/status", "forgetrequests/status", "experiments/status"]
   verbs: ["get", "patch", "update"]
-# Jobs carry a controller ownerReference to their ShardedModel with blockOwnerDeletion;
+# Jobs carry a controller ownerReference to their ShardedModel or Experiment with blockOwnerDeletion;
 # where the OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift, hardened
 # clusters) creating such a Job needs update on the owner's finalizers subresource.
 - apiGroups: ["shardwise.io"]
-  resources: ["shardedmodels/finalizers"]
+  resources: ["shardedmodels/finalizers", "experiments/finalizers"]
   verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]

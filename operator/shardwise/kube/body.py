@@ -182,7 +182,7 @@ class Body:
             if name in await self.kube.jobs_of(exp.namespace, model.name):
                 continue  # running already: its completion event brings the next pass
             req = await asyncio.to_thread(control.write_experiment_request, exp, model, a.model_version)
-            if await self.kube.create_job(exp.namespace, build_experiment_job(model, exp.name, a.model_version, req,
+            if await self.kube.create_job(exp.namespace, build_experiment_job(model, exp, a.model_version, req,
                                                                               self.trainer(exp.namespace))):
                 kopf.info(exp.to_doc(), reason="JobCreated", message=f"testing version {a.model_version}")
         return await self._put_status(exp, status)

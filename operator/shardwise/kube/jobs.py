@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shardwise.api.common import Resource
 from shardwise.api.model import ShardedModel
 from shardwise.brain.model import StartJob
 
@@ -56,12 +57,16 @@ def experiment_job_name(experiment: str, version: int) -> str:
     return experiment[: 63 - len(suffix)] + suffix
 
 
-def build_experiment_job(model: ShardedModel, experiment: str, version: int, request_key: str,
+def build_experiment_job(model: ShardedModel, experiment: Resource, version: int, request_key: str,
                          s: TrainerSettings) -> dict[str, Any]:
-    """An Experiment's test run: the evaluation entrypoint, labelled with its model so its events are seen."""
-    labels = job_labels(model.name, -1, "experiment") | {"shardwise.io/experiment": experiment}
-    return _job(model, experiment_job_name(experiment, version), labels,
-                ["evaluate", "--store", s.store_uri, "--request", request_key], s)
+    """An Experiment's test run: the evaluation entrypoint on the model's resources.
+
+    Owned by the Experiment (deleting it removes its Job); labelled with the model as well,
+    so the model's Job watch sees it finish.
+    """
+    labels = job_labels(model.name, -1, "experiment") | {"shardwise.io/experiment": experiment.name}
+    return _job(model, experiment_job_name(experiment.name, version), labels,
+                ["evaluate", "--store", s.store_uri, "--request", request_key], s, owner=experiment)
 
 
 def build_training_job(model: ShardedModel, start: StartJob, request_key: str, s: TrainerSettings) -> dict[str, Any]:
@@ -73,8 +78,10 @@ def build_training_job(model: ShardedModel, start: StartJob, request_key: str, s
     return _job(model, start.name, job_labels(model.name, start.shard, start.purpose), args, s)
 
 
-def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str], s: TrainerSettings) -> dict[str, Any]:
+def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str], s: TrainerSettings,
+         owner: Resource | None = None) -> dict[str, Any]:
     res = model.spec.resources
+    owner = owner or model
     labels = dict(labels)
     if res.queueName:
         labels["kueue.x-k8s.io/queue-name"] = res.queueName
@@ -126,8 +133,8 @@ def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str]
             "namespace": model.namespace,
             "labels": labels,
             "ownerReferences": [{
-                "apiVersion": model.apiVersion, "kind": model.kind, "name": model.name,
-                "uid": model.metadata.uid, "controller": True, "blockOwnerDeletion": True,
+                "apiVersion": owner.apiVersion, "kind": owner.kind, "name": owner.name,
+                "uid": owner.metadata.uid, "controller": True, "blockOwnerDeletion": True,
             }],
         },
         "spec": {
