@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from shardwise.api import Dataset, ForgetRequest, ShardedModel
+from shardwise.api.common import dns_label_ok
 from shardwise.api.forget import ForgetRequestSpec
 from shardwise.errors import InvalidInput, NotFound, ShardwiseError
 from shardwise.local.lock import ReconcilerLock
-from shardwise.local.manifests import load_manifests
+from shardwise.local.manifests import describe_validation, load_manifests
 from shardwise.local.registry import Registry, kind_of
 from shardwise.local.runner import LocalRunner
 from shardwise.local.table import render_table
@@ -29,13 +31,26 @@ def _parallel_default() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def _count(hi: int):
+    """argparse type: a whole number from 1 to hi (0 processes or shards would do nothing, silently)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= n <= hi:
+            raise argparse.ArgumentTypeError(f"{n} is not between 1 and {hi}")
+        return n
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shardwise", description="SISA training that can forget, on one machine.")
     p.add_argument("--store", default=os.environ.get("SHARDWISE_STORE", DEFAULT_STORE),
                    help="store root: a folder, or s3://bucket/prefix with SHARDWISE_S3_ENDPOINT, AWS_ACCESS_KEY_ID "
                         "and AWS_SECRET_ACCESS_KEY set (default: $SHARDWISE_STORE or ./.shardwise)")
     p.add_argument("-n", "--namespace", default="default", help="tenant namespace (default: default)")
-    p.add_argument("--parallel", type=int, default=_parallel_default(), help="trainer processes at once")
+    p.add_argument("--parallel", type=_count(1024), default=_parallel_default(), help="trainer processes at once")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     a = sub.add_parser("apply", help="create or update resources from YAML, then reconcile")
@@ -78,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="re-check the ledger of forget certificates against the store")
     v.add_argument("request", nargs="?", help="only this ForgetRequest's certificate")
+    v.add_argument("--scan", action="store_true",
+                   help="also scan every object (every S3 version) of the namespace for data of forgotten samples")
+    v.add_argument("--models", action="append", default=[],
+                   help="with --scan: ShardedModel YAML (e.g. kubectl get shardedmodels -o yaml) for a store the "
+                        "operator runs; the local body's models are read from the store (repeatable)")
 
     c = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the API models")
     c.add_argument("--out", default="crds")
@@ -88,9 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="train on digits, forget one person, show the speedup and the certificate")
     dm.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
-    dm.add_argument("--shards", type=int, default=4)
-    dm.add_argument("--slices", type=int, default=4)
+    dm.add_argument("--shards", type=_count(1024), default=4)
+    dm.add_argument("--slices", type=_count(1024), default=4)
     dm.add_argument("--owner", default=None, help="owner key to forget (default: one picked by a seeded draw)")
+
+    ui = sub.add_parser("ui", help="serve a local web page for fixing labels from an Experiment's diagnosis")
+    ui.add_argument("--experiment", default=None, help="Experiment to open (default: the first with a report)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    ui.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 = any free port)")
+    ui.add_argument("--user", default=None, help="who the fixes are recorded as (default: the OS user name)")
     return p
 
 
@@ -176,18 +202,30 @@ def cmd_delete(args) -> int:
 
 def cmd_forget(args) -> int:
     store, reg = _session(args)
+    for opt, value in (("--dataset", args.dataset), ("--name", args.name)):
+        if value is not None and not dns_label_ok(value):
+            raise InvalidInput(f"{opt}: {value!r} is not a DNS-1123 label (lowercase letters, digits, '-', at most 63)")
     if reg.get(Dataset, args.dataset) is None:
         raise NotFound(f"--dataset: Dataset {args.namespace}/{args.dataset} not found")
     if args.ids_file:
-        ids = [line.strip() for line in Path(args.ids_file).read_text().splitlines() if line.strip()]
+        try:
+            text = Path(args.ids_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidInput(f"--ids-file {args.ids_file}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
+        except OSError as e:
+            raise InvalidInput(f"--ids-file {args.ids_file}: cannot be read: {e.strerror or e}") from None
+        ids = [line.strip() for line in text.splitlines() if line.strip()]
     elif args.ids:
         ids = [i.strip() for i in args.ids.split(",") if i.strip()]
     else:
         ids = []
+    opt = "--owner" if args.owner is not None else "--ids-file" if args.ids_file else "--ids"
+    if args.owner is None and not ids:
+        raise InvalidInput(f"{opt}: no sample ids given")
     try:
         spec = ForgetRequestSpec(datasetRef=args.dataset, sampleIds=ids, ownerKey=args.owner)
-    except ValueError as e:
-        raise InvalidInput(f"forget: {e}") from None
+    except ValidationError as e:
+        raise InvalidInput(f"{opt}: {describe_validation(e)}") from None
     name = args.name or "forget-" + hashlib.sha256(f"{spec.model_dump_json()}{time.time()}".encode()).hexdigest()[:8]
     fr = ForgetRequest(kind="ForgetRequest", metadata={"name": name, "namespace": args.namespace}, spec=spec)
     # stdout carries only the certificate (YAML), so it can be piped
@@ -247,18 +285,35 @@ def cmd_reconcile(args) -> int:
 def cmd_verify(args) -> int:
     from shardwise.verify import verify_ledger
 
-    store, _ = _session(args)
+    store, reg = _session(args)
     problems, checked = verify_ledger(store, args.namespace, args.request)
     for p in problems:
         print(f"FAIL {p}", file=sys.stderr)
     print(f"{checked} certificate(s) checked, {len(problems)} problem(s)")
-    return 1 if problems else 0
+    if not args.scan:
+        return 1 if problems else 0
+    from shardwise.purge_scan import load_models, scan_for_forgotten
+
+    report = scan_for_forgotten(store, args.namespace, reg.list(ShardedModel) + load_models(args.models))
+    for f in report.findings:
+        print(f"FAIL {f}", file=sys.stderr)
+    for k in report.unchecked:
+        print(f"unchecked (no known kind): {k}", file=sys.stderr)
+    forgotten = ", ".join(f"{d}: {n}" for d, n in sorted(report.forgotten.items())) or "none"
+    print(f"scan: {report.objects} object(s), {report.versions} stored version(s), {report.delete_markers} delete "
+          f"marker(s) under {args.namespace}/ against forgotten samples ({forgotten}): "
+          f"{len(report.findings)} finding(s), {len(report.unchecked)} unchecked")
+    return 1 if problems or report.findings else 0
 
 
 def cmd_crds(args) -> int:
     from shardwise.api.crds import write_crds
 
-    for path in write_crds(Path(args.out)):
+    try:
+        paths = write_crds(Path(args.out))
+    except OSError as e:
+        raise InvalidInput(f"--out {args.out}: cannot write there: {e.strerror or e}") from None
+    for path in paths:
         print(path)
     return 0
 
@@ -283,10 +338,25 @@ def cmd_demo(args) -> int:
     return 0 if summary["exact"] else 1
 
 
+def cmd_ui(args) -> int:
+    import getpass
+
+    from shardwise.ui.server import make_server, serve
+
+    try:
+        user = args.user or getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (e.g. a bare container)
+        raise InvalidInput("--user: the OS user has no name here; pass --user WHO") from None
+    store, _ = _session(args)
+    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)
+    serve(make_server(store, args.namespace, user, args.experiment, args.host, args.port, log=log))
+    return 0
+
+
 COMMANDS = {
     "apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete, "forget": cmd_forget,
     "predict": cmd_predict, "relabel": cmd_relabel, "reconcile": cmd_reconcile, "verify": cmd_verify,
-    "crds": cmd_crds, "demo": cmd_demo,
+    "crds": cmd_crds, "demo": cmd_demo, "ui": cmd_ui,
     "operator": cmd_operator,
 }
 

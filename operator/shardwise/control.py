@@ -377,13 +377,37 @@ class StoreControl:
         L, uid = self.layout, _uid(m)
         v = self.view(m.spec.datasetRef, revision)
         a = v.assignment(m.spec.shards, m.spec.slices, m.spec.training.seed, m.spec.groupBy == "owner")
-        metas = [k for k in self.store.list(L.model(m.name, uid) + "/") if k.endswith("/meta.json") and "/shard-" in k]
+        keys = [k for k in self.store.list(L.model(m.name, uid) + "/") if "/shard-" in k]
+        metas = [k for k in keys if k.endswith("/meta.json")]
         stored = [CheckpointRef.from_dict(self.store.get_json(k)) for k in metas]
         vdocs = {int(k.rsplit("/", 1)[1][:-5]): self.store.get_json(k)
                  for k in self.store.list(L.versions(m.name, uid)) if k.endswith(".json")}
+        # A trainer killed between a checkpoint and its meta.json leaves an orphan no version can
+        # name. Without lineage it cannot be judged, so one older than this revision goes, unless
+        # a job on its shard is running (it may be the one about to write the meta).
+        busy = {j.shard for j in obs.jobs if j.state == "running"}
+        described = {k[: -len("meta.json")] + "checkpoint" for k in metas}
+        described |= {r["key"] for d in vdocs.values() for chain in d["shards"] for r in chain}
+        for key in sorted(k for k in keys if k.endswith("/checkpoint") and k not in described):
+            _, shard, _, rev, _ = key.rsplit("/", 4)  # .../shard-K/slice-R/rNNNNNN/checkpoint
+            if int(rev[1:]) < revision and int(shard[len("shard-"):]) not in busy:
+                self.store.delete(key)
         pub = obs.published.version if obs.published else None
         plan = plan_purge(stored, [VersionManifest.from_dict(d) for d in vdocs.values()], pub, a,
                           v.state.tombstoned_at)
+        # The record before any delete: a rerun after a crash no longer sees what was deleted,
+        # so it keeps what the earlier run planned and the certificate still names all of it.
+        record_key = L.purge_record(m.name, uid, revision)
+        try:
+            earlier = self.store.get_json(record_key)
+        except NotFound:
+            earlier = {}
+        held = _merge_held(earlier.get("purgedCheckpoints", {}),
+                           {k: v for k, v in plan.held.items() if not k.startswith("version:")})
+        held_versions = _merge_held(earlier.get("purgedVersions", {}),
+                                    {k.split(":")[1]: v for k, v in plan.held.items() if k.startswith("version:")})
+        self.store.put_json(record_key, {"revision": revision, "state": "purging", "purgedCheckpoints": held,
+                                         "purgedVersions": held_versions})
         # Versions first (nothing may point at a missing checkpoint), then checkpoints.
         for n in plan.versions:
             self.store.delete(L.version(m.name, uid, n))
@@ -396,16 +420,20 @@ class StoreControl:
         for key in sorted(obs.corrupt - in_use):  # rebuilt and no longer served: drop the bad bytes
             self.store.delete(key)
             self.store.delete(L.checkpoint_meta(key))
-        for j in obs.jobs:  # finished job records are history once published
-            if j.state != "running":
-                self.store.delete_prefix(f"{L.model(m.name, uid)}/jobs/{j.name}/")
+        # Job records are history once published: finished ones, and those of jobs that died
+        # unseen (a record no running job owns); they name checkpoints the purge may remove.
+        running = {j.name for j in obs.jobs if j.state == "running"}
+        jobs_prefix = f"{L.model(m.name, uid)}/jobs/"
+        for name in sorted({k[len(jobs_prefix):].split("/")[0] for k in self.store.list(jobs_prefix)} - running):
+            self.store.delete_prefix(f"{jobs_prefix}{name}/")
         fault_point("purge.after-delete")
         pubdoc = vdocs.get(pub, {}) if pub else {}
-        self.store.put_json(L.purge_record(m.name, uid, revision), {
+        self.store.put_json(record_key, {
             "revision": revision,
+            "state": "done",
             "publishedVersion": pub,
-            "purgedCheckpoints": {k: v for k, v in plan.held.items() if not k.startswith("version:")},
-            "purgedVersions": {k.split(":")[1]: v for k, v in plan.held.items() if k.startswith("version:")},
+            "purgedCheckpoints": held,
+            "purgedVersions": held_versions,
             "newCheckpoints": pubdoc.get("newCheckpoints", []),
             "retrainedShards": [{"shard": j["shard"], "fromSlice": j["fromSlice"]} for j in pubdoc.get("jobs", [])],
             "retrainSeconds": sum(j.get("computeSeconds") or 0 for j in pubdoc.get("jobs", [])),
@@ -442,6 +470,11 @@ class StoreControl:
             return float(self.store.get_json(self.layout.evaluation(m.name, _uid(m), version))["accuracy"])
         except NotFound:
             return None
+
+
+def _merge_held(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Two purge records' "object -> tombstone revisions it held", as one."""
+    return {k: sorted(set(a.get(k, [])) | set(b.get(k, []))) for k in sorted(a.keys() | b.keys())}
 
 
 def _plus_days(ts: str, days: int) -> str:

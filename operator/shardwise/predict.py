@@ -26,36 +26,56 @@ def read_features(path: Path, dim: int) -> tuple[list[str], np.ndarray]:
         raise InvalidInput(f"{path}: no such file")
     ids: list[str] = []
     rows: list[list[float]] = []
+    try:
+        _read_rows(path, ids, rows)
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"{path}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
+    except OSError as e:  # a folder, no permission, ...
+        raise InvalidInput(f"{path}: cannot be read: {e.strerror or e}") from None
+    for n, r in enumerate(rows, 1):
+        if len(r) != dim:
+            raise InvalidInput(f"{path} row {n}: {len(r)} features, the model expects {dim}")
+    with np.errstate(over="ignore"):
+        x = np.asarray(rows, dtype=np.float32).reshape(len(rows), dim)
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size:  # NaN, inf, or beyond float32: the model would answer NaN
+        n, j = bad[0]
+        raise InvalidInput(f"{path} row {n + 1}, feature {j + 1}: {rows[n][j]!r} is not a finite float32 number")
+    return ids, x
+
+
+def _read_rows(path: Path, ids: list[str], rows: list[list[float]]) -> None:
     if path.suffix in (".jsonl", ".ndjson"):
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
                 feats = [float(x) for x in obj["features"]]
-            except (ValueError, KeyError, TypeError) as e:
-                raise InvalidInput(f"{path} line {n}, field 'features': {e}") from None
+            except (ValueError, KeyError, TypeError, RecursionError) as e:
+                raise InvalidInput(f"{path} line {n}, field 'features': {type(e).__name__}: {str(e)[:80]}") from None
             ids.append(str(obj.get("id", n)))
             rows.append(feats)
     else:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise InvalidInput(f"{path}: empty file")
-            cols = [i for i, h in enumerate(header) if h not in RESERVED]
-            id_col = header.index("id") if "id" in header else None
-            for n, row in enumerate(reader, 2):
-                try:
-                    rows.append([float(row[i]) for i in cols])
-                except (ValueError, IndexError):
-                    bad = next((header[i] for i in cols if i >= len(row) or not _num(row[i])), "?")
-                    raise InvalidInput(f"{path} line {n}, field {bad!r}: not a number") from None
-                ids.append(row[id_col] if id_col is not None else str(n - 1))
-    for n, r in enumerate(rows, 1):
-        if len(r) != dim:
-            raise InvalidInput(f"{path} row {n}: {len(r)} features, the model expects {dim}")
-    return ids, np.asarray(rows, dtype=np.float32).reshape(len(rows), dim)
+            try:
+                header = next(reader, None)
+                if header is None:
+                    raise InvalidInput(f"{path}: empty file")
+                cols = [i for i, h in enumerate(header) if h not in RESERVED]
+                id_col = header.index("id") if "id" in header else None
+                for n, row in enumerate(reader, 2):
+                    try:
+                        rows.append([float(row[i]) for i in cols])
+                    except (ValueError, IndexError):
+                        bad = next((header[i] for i in cols if i >= len(row) or not _num(row[i])), "?")
+                        raise InvalidInput(f"{path} line {n}, field {bad!r}: not a number") from None
+                    if id_col is not None and id_col >= len(row):
+                        raise InvalidInput(f"{path} line {n}, field 'id': missing")
+                    ids.append(row[id_col] if id_col is not None else str(n - 1))
+            except csv.Error as e:
+                raise InvalidInput(f"{path} line {reader.line_num}: malformed CSV: {e}") from None
 
 
 def _num(s: str) -> bool:

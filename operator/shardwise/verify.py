@@ -5,6 +5,15 @@ from __future__ import annotations
 from shardwise.brain.forget import verify_chain
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
+from shardwise.store.s3 import S3Store
+
+
+def _versions_left(store: Store, key: str) -> str:
+    """What of a key is still stored: "" when nothing, on S3 counting versions a delete marker hides."""
+    if isinstance(store, S3Store):
+        kept = [v.version_id for v in store.list_versions(key) if v.key == key and not v.is_delete_marker]
+        return f"{len(kept)} stored version(s): {', '.join(map(str, kept))}" if kept else ""
+    return "the object" if store.exists(key) else ""
 
 
 def verify_ledger(store: Store, namespace: str, request: str | None = None) -> tuple[list[str], int]:
@@ -20,8 +29,9 @@ def verify_ledger(store: Store, namespace: str, request: str | None = None) -> t
         checked += 1
         for m in cert.get("models", []):
             for k in m.get("purgedCheckpoints", []):
-                if store.exists(k):
-                    problems.append(f"{key}: purged checkpoint {k} is still in the store")
+                left = _versions_left(store, k)
+                if left:
+                    problems.append(f"{key}: purged checkpoint {k} is still in the store ({left})")
             for c in m.get("newCheckpoints", []):
                 if store.exists(c["key"]) and store.stored_sha256(c["key"]) != c["sha256"]:
                     problems.append(f"{key}: checkpoint {c['key']} does not match the certified sha256")

@@ -139,3 +139,33 @@ def test_killed_at_a_fault_point_a_restart_converges_to_exactly_one_new_version(
         assert first.returncode == FAULT_EXIT_CODE, first.stderr
     all_checkpoints_verify(store)
     assert snapshot(store) == clean[0]
+
+
+def test_a_checkpoint_orphaned_by_a_killed_trainer_is_purged_by_the_next_forget(trained, tmp_path):
+    """trainer.after-checkpoint on every attempt: the retrain fails, leaving a checkpoint with no
+    meta.json (no lineage to judge it by). The next forget's purge removes it, and the
+    whole-store scan finds nothing derived from either forgotten sample."""
+    from shardwise.api import ShardedModel
+    from shardwise.local.registry import Registry
+    from shardwise.purge_scan import scan_for_forgotten
+
+    src, victim = trained
+    store_dir = tmp_path / "store"
+    shutil.copytree(src, store_dir)
+    env_fault = {"SHARDWISE_FAULT": "trainer.after-checkpoint"}
+    p = subprocess.run([sys.executable, "-m", "shardwise.cli", "--store", str(store_dir), "forget", "--dataset",
+                        "digits", "--ids", victim, "--name", "f1"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, **env_fault, "SHARDWISE_LOCK_DIR": str(tmp_path / "locks")})
+    assert p.returncode != 0 and "failed" in p.stderr
+    store = LocalStore(store_dir)
+    orphans = [k for k in store.list(f"{NS}/models/") if k.endswith("/r000002/checkpoint")
+               and not store.exists(k.rsplit("/", 1)[0] + "/meta.json")]
+    assert len(orphans) == 1
+    v = DatasetStore(store, Layout(NS)).view("digits")
+    a = v.assignment(2, 2, 0, True)
+    second = str(v.table.ids[np.flatnonzero((a.shard == 0) & (a.slice == 0) & v.state.active)[0]])
+    p = shardwise(store_dir, tmp_path, "forget", "--dataset", "digits", "--ids", second, "--name", "f2")
+    assert p.returncode == 0, p.stderr
+    assert not store.exists(orphans[0])
+    report = scan_for_forgotten(store, NS, Registry(store, NS).list(ShardedModel))
+    assert report.clean, [str(f) for f in report.findings]

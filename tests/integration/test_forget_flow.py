@@ -8,11 +8,8 @@ a real S3 server (SeaweedFS).
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-import torch
 
 from shardwise.api import ForgetRequest, ShardedModel
 from shardwise.brain.lineage import CheckpointRef
@@ -23,19 +20,10 @@ from shardwise.local.runner import LocalRunner
 from shardwise.store.layout import Layout
 from shardwise.verify import verify_ledger
 from tests.helpers import dataset, forget, model
+from tests.integration.exactness import assert_exact, published, tensors  # noqa: F401 (test_relabel imports these from here)
 
 pytestmark = pytest.mark.slow
 NS = "default"
-
-
-def published(store, m: ShardedModel) -> VersionManifest:
-    L = Layout(NS)
-    n = store.get_json(L.current(m.name, m.metadata.uid))["version"]
-    return VersionManifest.from_dict(store.get_json(L.version(m.name, m.metadata.uid, n)))
-
-
-def tensors(store, ref: CheckpointRef) -> dict[str, torch.Tensor]:
-    return torch.load(io.BytesIO(store.get_verified(ref.key, ref.sha256)), weights_only=True)["model"]
 
 
 def pick_samples(runner: LocalRunner, m: ShardedModel) -> tuple[list[str], dict[int, int]]:
@@ -89,10 +77,7 @@ def test_forget_is_exact_and_purged(flow_store, tmp_path):
     reg.apply(model("scratch"))
     runner.run(timeout=300)
     ref = published(store, reg.require(ShardedModel, "scratch"))
-    for k in range(3):
-        a, b = tensors(store, after.chains[k][-1]), tensors(store, ref.chains[k][-1])
-        assert a.keys() == b.keys() and all(torch.equal(a[x], b[x]) for x in a), f"shard {k} differs"
-        assert after.chains[k][-1].weights_sha256 == ref.chains[k][-1].weights_sha256
+    assert_exact(store, after, ref, range(3))
     # untouched shard 2 and the kept prefixes are the very same stored bytes
     assert after.chains[2] == before.chains[2]
     assert after.chains[0][:1] == before.chains[0][:1] and after.chains[1][:2] == before.chains[1][:2]

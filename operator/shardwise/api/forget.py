@@ -25,6 +25,12 @@ class ForgetRequestSpec(Strict):
             raise ValueError("set exactly one of spec.sampleIds or spec.ownerKey")
         if any(not 1 <= len(i) <= 256 for i in self.sampleIds):
             raise ValueError("spec.sampleIds: every id must be 1 to 256 characters")
+        # No stored id or owner holds NUL (sources refuse it), and numpy string arrays drop trailing NULs,
+        # so 'alice\0' would match owner 'alice': refuse it instead.
+        if any("\x00" in i for i in self.sampleIds):
+            raise ValueError("spec.sampleIds: an id must not contain a NUL character")
+        if self.ownerKey is not None and "\x00" in self.ownerKey:
+            raise ValueError("spec.ownerKey: must not contain a NUL character")
         return self
 
 

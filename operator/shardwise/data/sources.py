@@ -45,6 +45,7 @@ __all__ = ["load_source", "MAX_ROWS", "MAX_FEATURES"]
 
 MAX_ROWS = 10_000_000
 MAX_FEATURES = 100_000
+MAX_KEY_BYTES = 1024  # the S3 limit on an object key
 
 # What PIL reports for the image files we accept (MPO: JPEG with extra frames, as cameras write).
 IMAGE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG"}
@@ -169,6 +170,13 @@ class _Stored:
         self.key = key  # "" or ending in "/" for a folder
 
     def kind(self) -> str | None:
+        if self.key.rstrip("/"):  # refused here, naming the source, before any store call sees the key
+            try:
+                check_key(self.key.rstrip("/"))
+            except InvalidInput:
+                raise InvalidInput(f"{self.name}: {self.key!r} is not a valid object key") from None
+            if len(self.key.encode()) > MAX_KEY_BYTES:
+                raise InvalidInput(f"{self.name}: the object key is longer than {MAX_KEY_BYTES} bytes")
         if self.key == "" or self.key.endswith("/"):
             return "folder"
         if self.store.exists(self.key):

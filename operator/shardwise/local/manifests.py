@@ -27,7 +27,7 @@ def parse_doc(doc: Any, where: str) -> Resource:
     if doc.get("apiVersion") != API:
         raise InvalidInput(f"{where}: apiVersion must be {API!r}, not {doc.get('apiVersion')!r}")
     kind = doc.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or mapping here is unhashable
         raise InvalidInput(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
     name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc.get("metadata"), dict) else "?"
     try:
@@ -49,13 +49,28 @@ def load_manifests(paths: list[str | Path]) -> list[Resource]:
     if not files:
         raise InvalidInput(f"-f {', '.join(map(str, paths))}: no .yaml or .yml files found")
     out: list[Resource] = []
+    seen: dict[tuple[str, str, str], str] = {}
     for f in files:
         try:
-            docs = [d for d in yaml.safe_load_all(f.read_text()) if d is not None]
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidInput(f"{f}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
+        except OSError as e:
+            raise InvalidInput(f"{f}: cannot be read: {e.strerror or e}") from None
+        try:
+            docs = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as e:
             raise InvalidInput(f"{f}: not valid YAML: {e}") from None
+        except (ValueError, RecursionError) as e:  # a constructor's complaint, e.g. the date 2001-02-30
+            raise InvalidInput(f"{f}: not valid YAML: {type(e).__name__}: {e}") from None
         for i, d in enumerate(docs, 1):
-            out.append(parse_doc(d, f"{f} document {i}"))
+            res = parse_doc(d, f"{f} document {i}")
+            # one object twice would be applied twice: the second could clash with the first after it is written
+            ident = (res.kind, res.metadata.namespace, res.name)
+            if ident in seen:
+                raise InvalidInput(f"{f} document {i}: {res.kind} {res.name} appears twice (first in {seen[ident]})")
+            seen[ident] = f"{f} document {i}"
+            out.append(res)
     # Datasets first, then models, then the rest: the order a user means.
     order = {"Dataset": 0, "ShardedModel": 1, "ForgetRequest": 2, "Experiment": 3}
     return sorted(out, key=lambda r: order[r.kind])

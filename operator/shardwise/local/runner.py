@@ -52,8 +52,7 @@ class LocalRunner:
         deadline = None if timeout is None else time.perf_counter() + timeout
         try:
             while True:
-                for f in self.executor.poll():
-                    self._exits[f.name] = (f.exit_code, f.log_tail)
+                self.poll()
                 changed = self.step()
                 if not changed and not self.executor.procs:
                     return
@@ -63,6 +62,11 @@ class LocalRunner:
                     self.executor.wait(0.5)
         finally:
             self.executor.stop_all()
+
+    def poll(self) -> None:
+        """Collect trainer processes that exited; call before step() when driving the loop by hand."""
+        for f in self.executor.poll():
+            self._exits[f.name] = (f.exit_code, f.log_tail)
 
     def step(self) -> bool:
         changed = False

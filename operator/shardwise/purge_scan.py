@@ -1,0 +1,417 @@
+"""Proof of purge: walk the whole store and report every object derived from a forgotten sample.
+
+The reconciler purges what its own records say holds a forgotten sample. This scan
+trusts none of those records: it lists every object under the namespace (on a
+versioned S3 bucket every version of every object, delete markers aside) and
+judges each one from the Dataset's tombstones and what the object itself says:
+
+- a checkpoint holds sample x (tombstoned at revision t) when x lies in its shard at
+  a slice <= its slice and its lineage read that slice before t (brain.purge). The
+  lineage comes from every stored version of its meta.json, and the revision in its
+  key bounds it too (every slice of a checkpoint trained at revision r was read at
+  r or before), so a checkpoint that lost its meta.json is still judged;
+- a meta.json, version manifest, job request or job status: when a checkpoint it
+  names holds a forgotten sample;
+- a dataset payload: when a forgotten sample's row still has features or a clear
+  owner key (scrub zeroes one and hashes the other);
+- an experiment's predictions: when they have a row for a forgotten sample;
+- a folder store's leftover temp file: content unknown, always reported.
+
+A model whose spec is unknown (deleted with its objects retained) cannot be assigned
+to shards: its objects trained before the latest forget are reported as unprovable.
+Objects of no known kind are listed as unchecked, never silently passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shardwise.api import ShardedModel
+from shardwise.api.model import ShardedModelSpec
+from shardwise.brain.assignment import Assignment
+from shardwise.brain.lineage import CheckpointRef
+from shardwise.brain.purge import held_tombstones
+from shardwise.brain.revision import SCRUBBED_OWNER_PREFIX
+from shardwise.data.table import SampleTable
+from shardwise.datasets import DatasetStore, DatasetView, _load_npz
+from shardwise.errors import ShardwiseError
+from shardwise.store.base import Store
+from shardwise.store.layout import Layout
+from shardwise.store.local import TMP_PREFIX, LocalStore
+from shardwise.store.s3 import S3Store
+
+MAX_IDS = 5  # forgotten ids named in one finding
+
+# Keys relative to "<namespace>/": what each object is.
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(rx)) for kind, rx in [
+    ("checkpoint", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/shard-(?P<shard>\d+)/slice-(?P<slice>\d+)/r(?P<rev>\d+)/checkpoint"),
+    ("meta", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/shard-(?P<shard>\d+)/slice-(?P<slice>\d+)/r(?P<rev>\d+)/meta\.json"),
+    ("version", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/versions/\d+\.json"),
+    ("job", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/jobs/[^/]+/(request|status)\.json"),
+    ("eval", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/evals/\d+(\.request)?\.json"),  # accuracy; request has the spec
+    ("record", r"models/[^/]+/[^/]+/(current\.json|purges/\d+\.json)"),  # a pointer, a purge record
+    ("payload", r"datasets/(?P<dataset>[^/]+)/payload/[0-9a-f]+\.npz"),
+    ("record", r"datasets/[^/]+/(current\.json|payload\.json|index\.npz|\d+/manifest\.json|\d+/state\.npz)"),
+    ("predictions", r"experiments/(?P<experiment>[^/]+)/predictions\.npz"),
+    ("record", r"experiments/[^/]+/(report|request)\.json"),
+    ("record", r"resources/[^/]+/[^/]+\.json"),
+    ("record", r"ledger/[^/]+\.json"),
+]]
+
+
+def classify(rel: str) -> tuple[str, dict[str, str]] | None:
+    """(kind, fields) of a key relative to the namespace prefix; None when no known kind. Pure."""
+    for kind, rx in _PATTERNS:
+        m = rx.fullmatch(rel)
+        if m:
+            return kind, {k: v for k, v in m.groupdict().items() if v is not None}
+    return None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One stored object (one version of it) still derived from forgotten samples."""
+
+    key: str
+    version: str | None  # the S3 version id; None on a folder store or an unversioned bucket
+    kind: str
+    reason: str
+
+    def __str__(self) -> str:
+        v = f" (version {self.version})" if self.version and self.version != "null" else ""
+        return f"{self.key}{v}: {self.kind}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored object version as listed."""
+
+    key: str
+    version: str | None = None
+    delete_marker: bool = False
+
+
+@dataclass
+class ScanReport:
+    findings: list[Finding] = field(default_factory=list)
+    objects: int = 0  # distinct keys with data
+    versions: int = 0  # stored versions read or judged (== objects on an unversioned store)
+    delete_markers: int = 0
+    forgotten: dict[str, int] = field(default_factory=dict)  # dataset -> samples forgotten
+    unchecked: list[str] = field(default_factory=list)  # keys of no known kind
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+
+# -- pure judgements ---------------------------------------------------------------------
+def key_bound_ref(shard: int, slc: int, rev: int, key: str) -> CheckpointRef:
+    """What a checkpoint's key alone proves: every slice 0..slc was read at revision rev or before."""
+    return CheckpointRef(shard, slc, key, "", "", (), (rev,) * (slc + 1))
+
+
+def checkpoint_held(shard: int, slc: int, rev: int, key: str, lineages: Iterable[CheckpointRef],
+                    assignment: Assignment, tombstoned_at: np.ndarray) -> set[int]:
+    """Tombstone revisions a checkpoint holds, by its key bound and by every lineage recorded for it."""
+    held = held_tombstones(key_bound_ref(shard, slc, rev, key), assignment, tombstoned_at)
+    for ref in lineages:
+        if ref.shard == shard and ref.slice == slc and len(ref.revisions) == slc + 1:
+            held |= held_tombstones(ref, assignment, tombstoned_at)
+        else:  # a lineage that does not fit its key: trust neither, assume the worst
+            held |= held_tombstones(key_bound_ref(shard, slc, 0, key), assignment, tombstoned_at)
+    return held
+
+
+def refs_held(refs: Iterable[CheckpointRef], namespace: str, assignment: Assignment,
+              tombstoned_at: np.ndarray) -> dict[str, set[int]]:
+    """For manifests and job records: each named checkpoint that holds forgotten samples."""
+    out: dict[str, set[int]] = {}
+    prefix = namespace + "/"
+    for ref in refs:
+        c = classify(ref.key[len(prefix):]) if ref.key.startswith(prefix) else None
+        bound = int(c[1]["rev"]) if c and c[0] == "checkpoint" else 0  # a key of no known form: assume the worst
+        h = checkpoint_held(ref.shard, ref.slice, bound, ref.key, [ref], assignment, tombstoned_at)
+        if h:
+            out[ref.key] = h
+    return out
+
+
+def payload_leaks(table: SampleTable, forgotten_ids: np.ndarray) -> np.ndarray:
+    """Ids of forgotten samples whose payload row still has features or a clear owner key."""
+    dead = np.isin(table.ids, forgotten_ids)
+    feats = table.features.reshape(len(table), -1)[dead]
+    owners = table.owners[dead].astype(str)
+    clear = (owners != "") & ~np.char.startswith(owners, SCRUBBED_OWNER_PREFIX)
+    return table.ids[dead][(feats != 0).any(axis=1) | clear]
+
+
+def _ids(ids: np.ndarray) -> str:
+    shown = ", ".join(ids[:MAX_IDS].tolist())
+    return shown + (f" and {len(ids) - MAX_IDS} more" if len(ids) > MAX_IDS else "")
+
+
+def _revs(held: set[int]) -> str:
+    return ", ".join(str(t) for t in sorted(held))
+
+
+# -- I/O -----------------------------------------------------------------------------------
+def list_entries(store: Store, prefix: str) -> list[Entry]:
+    """Every stored version under prefix: all S3 versions where the store keeps them, else one per key.
+
+    A folder store also shows its leftover temp files (an interrupted write), which list() hides.
+    """
+    if isinstance(store, S3Store):
+        return [Entry(v.key, v.version_id, v.is_delete_marker) for v in store.list_versions(prefix)]
+    out = [Entry(k) for k in store.list(prefix)]
+    if isinstance(store, LocalStore) and (store.root / prefix).is_dir():
+        for dirpath, _, files in os.walk(store.root / prefix):
+            for f in files:
+                if f.startswith(TMP_PREFIX):
+                    out.append(Entry(os.path.relpath(os.path.join(dirpath, f), store.root).replace(os.sep, "/")))
+    return out
+
+
+def _read(store: Store, e: Entry) -> bytes:
+    if isinstance(store, S3Store) and e.version:
+        return store.get_bytes(e.key, version_id=e.version)
+    return store.get_bytes(e.key)
+
+
+def _json(store: Store, e: Entry) -> Any:
+    return json.loads(_read(store, e))
+
+
+class _Scan:
+    def __init__(self, store: Store, namespace: str, models: list[ShardedModel]):
+        self.store, self.ns, self.L = store, namespace, Layout(namespace)
+        self.report = ScanReport()
+        self.views: dict[str, DatasetView | None] = {}
+        self.assignments: dict[tuple, Assignment] = {}
+        self.specs: dict[tuple[str, str], ShardedModelSpec] = {
+            (m.name, m.metadata.uid or "nouid"): m.spec for m in models}
+        self.meta_refs: dict[tuple[str, str | None], CheckpointRef | None] = {}
+
+    def find(self, e: Entry, kind: str, reason: str) -> None:
+        self.report.findings.append(Finding(e.key, e.version, kind, reason))
+
+    def view(self, dataset: str) -> DatasetView | None:
+        if dataset not in self.views:
+            try:
+                self.views[dataset] = DatasetStore(self.store, self.L).view(dataset)
+            except ShardwiseError as err:
+                self.views[dataset] = None
+                self.report.findings.append(Finding(self.L.dataset_current(dataset), None, "dataset",
+                                                    f"cannot read Dataset {dataset!r} to learn what it forgot: {err}"))
+        return self.views[dataset]
+
+    def tombstones(self, dataset: str) -> np.ndarray | None:
+        v = self.view(dataset)
+        return None if v is None else v.state.tombstoned_at
+
+    def latest_forget(self) -> int:
+        """The highest tombstone revision of any Dataset (0 when nothing was forgotten)."""
+        return max((int(v.state.tombstoned_at.max()) for v in self.views.values()
+                    if v is not None and len(v.state.tombstoned_at)), default=0)
+
+    def model_basis(self, model: str, uid: str) -> tuple[Assignment, np.ndarray] | str:
+        """(assignment, tombstones) for a model, or why it cannot be had."""
+        spec = self.specs.get((model, uid))
+        if spec is None:
+            return f"no ShardedModel spec is known for model {model!r} (uid {uid})"
+        tomb = self.tombstones(spec.datasetRef)
+        if tomb is None:
+            return f"Dataset {spec.datasetRef!r} of model {model!r} cannot be read"
+        k = (spec.datasetRef, spec.shards, spec.slices, spec.training.seed, spec.groupBy == "owner")
+        if k not in self.assignments:
+            self.assignments[k] = self.view(spec.datasetRef).assignment(*k[1:])  # type: ignore[union-attr]
+        return self.assignments[k], tomb
+
+    def unprovable(self, e: Entry, kind: str, why: str, revision: int) -> None:
+        """No basis to judge: report what was trained before the latest forget (it may hold it)."""
+        t = self.latest_forget()
+        if revision < t:
+            self.find(e, kind, f"{why}, and it was trained at revision {revision}, before forget revision {t}: "
+                               "it cannot be shown free of forgotten samples (delete it if its model is gone)")
+
+    # -- the walk ---------------------------------------------------------------------------
+    def run(self) -> ScanReport:
+        prefix = self.ns + "/"
+        entries = list_entries(self.store, prefix)
+        live = [e for e in entries if not e.delete_marker]
+        self.report.delete_markers = len(entries) - len(live)
+        self.report.versions = len(live)
+        self.report.objects = len({e.key for e in live})
+        kinds = [(e, classify(e.key[len(prefix):])) for e in live]
+        for e, c in kinds:  # what was forgotten, per Dataset
+            rel = e.key[len(prefix):]
+            if rel.startswith("datasets/") and rel.endswith("/current.json") and rel.count("/") == 2:
+                name = rel.split("/")[1]
+                tomb = self.tombstones(name)
+                if tomb is not None:
+                    self.report.forgotten[name] = int((tomb > 0).sum())
+        lineages: dict[str, list[CheckpointRef]] = {}
+        for e, c in kinds:  # what the store itself says: specs in job/eval requests, lineages of every meta
+            if c and c[0] in ("job", "eval") and e.key.endswith("request.json"):
+                self._learn_spec(e, c[1])
+            elif c and c[0] == "meta":
+                ref = self.meta_refs[(e.key, e.version)] = self._ref(e)
+                if ref is not None:
+                    lineages.setdefault(e.key.rsplit("/", 1)[0] + "/checkpoint", []).append(ref)
+        for e, c in kinds:
+            name = os.path.basename(e.key)
+            if name.startswith(TMP_PREFIX):
+                self.find(e, "partial-write", "a temp file an interrupted write left behind; its content is "
+                                              "unknown: delete it")
+            elif c is None:
+                self.report.unchecked.append(e.key)
+            elif c[0] in ("checkpoint", "meta"):
+                self._checkpoint(e, c[0], c[1], lineages)
+            elif c[0] in ("version", "job"):
+                self._refs_doc(e, c[0], c[1])
+            elif c[0] == "payload":
+                self._payload(e, c[1]["dataset"])
+            elif c[0] == "predictions":
+                self._predictions(e, c[1]["experiment"])
+        self.report.unchecked.sort()
+        return self.report
+
+    def _learn_spec(self, e: Entry, f: dict[str, str]) -> None:
+        key = (f["model"], f["uid"])
+        if key in self.specs:
+            return
+        try:
+            self.specs[key] = ShardedModelSpec.model_validate(_json(self.store, e)["spec"])
+        except (ShardwiseError, ValueError, KeyError, TypeError):
+            pass  # a request that does not parse teaches nothing; the objects are judged without it
+
+    def _ref(self, e: Entry) -> CheckpointRef | None:
+        try:
+            return CheckpointRef.from_dict(_json(self.store, e))
+        except (ShardwiseError, ValueError, KeyError, TypeError) as err:
+            self.find(e, "meta", f"lineage record cannot be read ({type(err).__name__}: {err})")
+            return None
+
+    def _checkpoint(self, e: Entry, kind: str, f: dict[str, str], lineages: dict[str, list[CheckpointRef]]) -> None:
+        shard, slc, rev = int(f["shard"]), int(f["slice"]), int(f["rev"])
+        basis = self.model_basis(f["model"], f["uid"])
+        if isinstance(basis, str):
+            self.unprovable(e, kind, basis, rev)
+            return
+        ckpt = e.key.rsplit("/", 1)[0] + "/checkpoint"
+        mine = lineages.get(ckpt, [])  # a checkpoint: by every version of its meta.json
+        if kind == "meta":  # a meta.json version: by its own lineage (an unreadable one is reported already)
+            ref = self.meta_refs.get((e.key, e.version))
+            if ref is None:
+                return
+            mine = [ref]
+        held = checkpoint_held(shard, slc, rev, ckpt, mine, *basis)
+        if held:
+            what = "checkpoint" if kind == "checkpoint" else "lineage record of a checkpoint that"
+            self.find(e, kind, f"{what} trained on samples forgotten at revision(s) {_revs(held)} "
+                               f"(shard {shard}, slices 0..{slc}, lineage read at {self._lineage(mine, rev, slc)})")
+
+    @staticmethod
+    def _lineage(refs: list[CheckpointRef], rev: int, slc: int) -> str:
+        return " / ".join(str(list(r.revisions)) for r in refs) if refs else f"revision <= {rev} (no meta.json)"
+
+    def _refs_doc(self, e: Entry, kind: str, f: dict[str, str]) -> None:
+        try:
+            doc = _json(self.store, e)
+            dicts = [x for chain in doc.get("shards", []) for x in chain] if kind == "version" else \
+                [*doc.get("keep", []), *([doc["parent"]] if doc.get("parent") else []), *doc.get("chain", [])]
+            refs = [CheckpointRef.from_dict(x) for x in dicts]
+        except (ShardwiseError, ValueError, KeyError, TypeError, AttributeError) as err:
+            self.find(e, kind, f"cannot be read ({type(err).__name__}: {err})")
+            return
+        basis = self.model_basis(f["model"], f["uid"])
+        if isinstance(basis, str):
+            revs = [r for ref in refs for r in ref.revisions]
+            if revs:
+                self.unprovable(e, kind, basis, min(revs))
+            return
+        held = refs_held(refs, self.ns, *basis)
+        if held:
+            what = "version manifest" if kind == "version" else "job record"
+            self.find(e, kind, f"{what} names {len(held)} checkpoint(s) trained on samples forgotten at revision(s) "
+                               f"{_revs(set().union(*held.values()))}: {', '.join(sorted(held)[:3])}"
+                               f"{' ...' if len(held) > 3 else ''}")
+
+    def _payload(self, e: Entry, dataset: str) -> None:
+        v = self.view(dataset)
+        if v is None:
+            return
+        forgotten = v.table.ids[v.state.tombstoned_at > 0]
+        if not len(forgotten):
+            return
+        try:
+            leaks = payload_leaks(SampleTable.from_npz(_read(self.store, e)), forgotten)
+        except (ShardwiseError, ValueError, KeyError, OSError) as err:
+            self.find(e, "payload", f"dataset payload cannot be read ({type(err).__name__}: {err}); "
+                                    "it may hold forgotten rows")
+            return
+        if len(leaks):
+            self.find(e, "payload", f"dataset payload still holds the features or owner key of {len(leaks)} "
+                                    f"forgotten sample(s): {_ids(leaks)}")
+
+    def _predictions(self, e: Entry, experiment: str) -> None:
+        try:
+            request = self.store.get_json(self.L.experiment_request(experiment))
+            datasets = [ShardedModelSpec.model_validate(request["spec"]).datasetRef]
+        except (ShardwiseError, ValueError, KeyError, TypeError):
+            datasets = sorted(self.report.forgotten)  # unknown: any Dataset's forgotten ids count
+        forgotten = np.concatenate([v.table.ids[v.state.tombstoned_at > 0] for d in datasets
+                                    if (v := self.view(d)) is not None] or [np.array([], dtype=str)])
+        if not len(forgotten):
+            return
+        try:
+            ids = _load_npz(_read(self.store, e))["ids"]
+        except (ShardwiseError, ValueError, KeyError, OSError) as err:
+            self.find(e, "predictions", f"cannot be read ({type(err).__name__}: {err}); it may hold forgotten rows")
+            return
+        hit = ids[np.isin(ids, forgotten)]
+        if len(hit):
+            self.find(e, "predictions", f"experiment predictions still have rows for {len(hit)} forgotten "
+                                        f"sample(s): {_ids(hit)}")
+
+
+def load_models(paths: list[str]) -> list[ShardedModel]:
+    """The ShardedModels of YAML files, single documents or a `kubectl get -o yaml` List; uids kept."""
+    import yaml
+
+    from shardwise.errors import InvalidInput
+    from shardwise.local.manifests import parse_doc
+
+    out: list[ShardedModel] = []
+    for path in paths:
+        try:
+            docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+        except OSError as e:
+            raise InvalidInput(f"--models {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise InvalidInput(f"--models {path}: not valid YAML: {e}") from None
+        items = [i for d in docs for i in (d.get("items", []) if isinstance(d, dict) and d.get("kind") == "List"
+                                           else [d])]
+        for n, item in enumerate(items, 1):
+            if isinstance(item, dict) and item.get("kind") == "ShardedModel":
+                res = parse_doc(item, f"--models {path} item {n}")
+                if not res.metadata.uid:
+                    raise InvalidInput(f"--models {path} item {n}: ShardedModel {res.name} has no metadata.uid "
+                                       "(its store prefix); export it with kubectl get -o yaml")
+                out.append(res)  # type: ignore[arg-type]
+    return out
+
+
+def scan_for_forgotten(store: Store, namespace: str, models: list[ShardedModel] | None = None) -> ScanReport:
+    """Every object under the namespace (every version, on a versioned bucket) still derived from a
+    forgotten sample. models: the ShardedModels whose specs place samples in shards (the local
+    body keeps them in the store; pass the cluster's for the kube body)."""
+    return _Scan(store, namespace, list(models or [])).run()
