@@ -259,6 +259,8 @@ SECTIONS = [
      "(no model on the Dataset: the operator's own cost)", None),
     ("storage", "B5 storage: checkpoint save + verified load vs a raw file copy of the same bytes", None),
     ("brain", "B6 the brain at scale (vectorised numpy)", None),
+    ("label_issues", "B7 label issues: flipped training labels found in the top 2k candidates (digits, 5 % flipped; "
+     "benchmarks/label_issues.py)", None),
 ]
 
 
@@ -286,7 +288,7 @@ def render() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not for the README")
-    p.add_argument("--only", default="B1,B2,B3,B4,B5,B6")
+    p.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7")
     args = p.parse_args(argv)
     only = set(args.only.split(","))
     RESULTS.mkdir(exist_ok=True)
@@ -296,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     def save(name: str, rows: list[dict]) -> None:
         (RESULTS / f"{name}.json").write_text(json.dumps({"machine": facts, "rows": rows}, indent=1))
 
-    runs = {"B1": ("unlearn", b1), "B4": ("overhead", b4), "B5": ("storage", b5), "B6": ("brain", b6)}
+    from benchmarks import label_issues
+
+    runs = {"B1": ("unlearn", b1), "B4": ("overhead", b4), "B5": ("storage", b5), "B6": ("brain", b6),
+            "B7": ("label_issues", label_issues.run)}
     for key, (name, fn) in runs.items():
         if key in only:
             save(name, fn(args.quick))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shardwise.api import Dataset, ForgetRequest, ShardedModel
+from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
 
 
 def dataset(name: str = "digits", owners: int = 20, **spec: Any) -> Dataset:
@@ -31,3 +31,8 @@ def forget(name: str, dataset: str = "digits", ids: list[str] | None = None, own
     if owner is not None:
         spec["ownerKey"] = owner
     return ForgetRequest.model_validate({"kind": "ForgetRequest", "metadata": {"name": name}, "spec": spec})
+
+
+def experiment(name: str, model: str = "m", dataset: str = "digits", **spec: Any) -> Experiment:
+    return Experiment.model_validate({"kind": "Experiment", "metadata": {"name": name},
+                                     "spec": {"modelRef": model, "datasetRef": dataset, **spec}})

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -31,7 +32,7 @@ def _parallel_default() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _count(hi: int):
+def _count(hi: int) -> Callable[[str], int]:
     """argparse type: a whole number from 1 to hi (0 processes or shards would do nothing, silently)."""
     def parse(text: str) -> int:
         try:
@@ -111,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--shards", type=_count(1024), default=4)
     dm.add_argument("--slices", type=_count(1024), default=4)
     dm.add_argument("--owner", default=None, help="owner key to forget (default: one picked by a seeded draw)")
+
+    rp = sub.add_parser("report", help="write an Experiment's diagnosis as one self-contained HTML file (+ JSON)")
+    rp.add_argument("experiment", help="Experiment name (it must have run: apply or reconcile)")
+    rp.add_argument("--out", default=None, metavar="PATH",
+                    help="HTML file to write (default: EXPERIMENT.html); the JSON beside it, suffix .json")
+    rp.add_argument("--store", default=argparse.SUPPRESS, help="same as the global --store")
 
     ui = sub.add_parser("ui", help="serve a local web page for fixing labels from an Experiment's diagnosis")
     ui.add_argument("--experiment", default=None, help="Experiment to open (default: the first with a report)")
@@ -338,6 +345,29 @@ def cmd_demo(args) -> int:
     return 0 if summary["exact"] else 1
 
 
+def cmd_report(args) -> int:
+    from shardwise.report import load_report, render
+
+    out = Path(args.out or f"{args.experiment}.html")
+    if out.suffix.lower() == ".json":
+        raise InvalidInput(f"--out {out}: the JSON is written beside the HTML with the suffix .json; name the "
+                           "HTML file (e.g. report.html)")
+    store, _ = _session(args)
+    inputs = load_report(store, args.namespace, args.experiment)
+    for w in inputs.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    page = render(inputs)
+    doc = json.dumps(inputs.document(), indent=1, sort_keys=True)
+    try:
+        out.write_text(page, encoding="utf-8")
+        out.with_suffix(".json").write_text(doc + "\n", encoding="utf-8")
+    except OSError as e:
+        raise InvalidInput(f"--out {out}: cannot write there: {e.strerror or e}") from None
+    print(out)
+    print(out.with_suffix(".json"))
+    return 0
+
+
 def cmd_ui(args) -> int:
     import getpass
 
@@ -356,14 +386,23 @@ def cmd_ui(args) -> int:
 COMMANDS = {
     "apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete, "forget": cmd_forget,
     "predict": cmd_predict, "relabel": cmd_relabel, "reconcile": cmd_reconcile, "verify": cmd_verify,
-    "crds": cmd_crds, "demo": cmd_demo, "ui": cmd_ui,
+    "crds": cmd_crds, "demo": cmd_demo, "ui": cmd_ui, "report": cmd_report,
     "operator": cmd_operator,
 }
+
+
+def _refuse_dashdash_values(args) -> None:
+    """argparse reads `--opt=--` as an empty list (it drops the "--" it takes for the end of
+    the options); refuse it naming the option rather than fail later on a list."""
+    for k, v in vars(args).items():
+        if v == [] and k != "models" or isinstance(v, list) and [] in v:
+            raise InvalidInput(f"--{k.replace('_', '-')}: '--' is not a value here")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _refuse_dashdash_values(args)
         return COMMANDS[args.cmd](args)
     except ShardwiseError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,6 +18,7 @@ from shardwise.api.dataset import DatasetStatus
 from shardwise.api.forget import ForgetRequestStatus
 from shardwise.api.model import ShardedModelStatus
 from shardwise.brain import forget as fbrain
+from shardwise.brain.experiment import ExperimentObservation
 from shardwise.brain.lineage import CheckpointRef, slice_fingerprints
 from shardwise.brain.model import ModelObservation, StartJob
 from shardwise.brain.purge import plan_purge
@@ -426,6 +427,7 @@ class StoreControl:
         jobs_prefix = f"{L.model(m.name, uid)}/jobs/"
         for name in sorted({k[len(jobs_prefix):].split("/")[0] for k in self.store.list(jobs_prefix)} - running):
             self.store.delete_prefix(f"{jobs_prefix}{name}/")
+        self.redact_experiments(v)
         fault_point("purge.after-delete")
         pubdoc = vdocs.get(pub, {}) if pub else {}
         self.store.put_json(record_key, {
@@ -445,23 +447,66 @@ class StoreControl:
         return revision
 
     # -- experiments -----------------------------------------------------------------------
-    def experiment_inputs(self, exp: Experiment, models: list[ShardedModel]):
-        """(published version, the model's dataset, the stored report) for the brain."""
+    def redact_experiments(self, v: DatasetView) -> int:
+        """Remove the rows of samples tombstoned in `v` from every Experiment run on its Dataset.
+
+        Predictions before the report: a rerun after a crash finds each still to do on its own.
+        Returns the number of rows removed."""
+        from shardwise.diagnosis.predictions import Predictions
+        from shardwise.diagnosis.redact import redact_predictions, redact_report
+
+        gone = set(v.table.ids[v.state.tombstoned_at > 0].tolist())
+        if not gone:
+            return 0
+        removed = 0
+        for key in sorted(k for k in self.store.list(self.layout.experiments()) if k.endswith("/report.json")):
+            report = self.store.get_json(key)
+            if report.get("dataset") != v.name:
+                continue
+            pkey = report.get("predictionsKey") or key[: -len("report.json")] + "predictions.npz"
+            try:
+                preds, n = redact_predictions(Predictions.from_npz(self.store.get_verified(pkey)), gone)
+            except NotFound:
+                n = 0
+            if n:
+                self.store.put_verified(pkey, preds.to_npz())
+            report, m = redact_report(report, gone)
+            if m:
+                self.store.put_json(key, report)
+            if n or m:
+                self.log(f"experiment/{key.rsplit('/', 2)[1]}: removed {n} prediction(s) and {m} report row(s) "
+                         "of forgotten or dropped samples")
+            removed += n + m
+        return removed
+
+    def experiment_inputs(self, exp: Experiment, models: list[ShardedModel]) -> ExperimentObservation:
+        """What the brain decides an Experiment from: its model, the stored versions and reports."""
         model = next((m for m in models if m.name == exp.spec.modelRef), None)
         if model is None:
-            return None, None, None
+            return ExperimentObservation()
         pub = self.published(model)
+        versions = frozenset(int(k.rsplit("/", 1)[1][:-5]) for k in
+                             self.store.list(self.layout.versions(model.name, _uid(model))) if k.endswith(".json"))
+        return ExperimentObservation(model.spec.datasetRef, pub.version if pub else None, versions,
+                                     self._report(exp.name),
+                                     self._report(exp.spec.baselineRef) if exp.spec.baselineRef else None)
+
+    def _report(self, experiment: str) -> dict | None:
         try:
-            report = self.store.get_json(self.layout.experiment_report(exp.name))
+            return self.store.get_json(self.layout.experiment_report(experiment))
         except NotFound:
-            report = None
-        return (pub.version if pub else None), model.spec.datasetRef, report
+            return None
 
     def write_experiment_request(self, exp: Experiment, model: ShardedModel, version: int) -> str:
         key = self.layout.experiment_request(exp.name)
         self.store.put_json(key, {"namespace": self.namespace, "model": model.name, "uid": _uid(model),
                                   "version": version, "spec": model.spec.model_dump(mode="json"),
-                                  "split": exp.spec.split, "output": self.layout.experiment_report(exp.name)})
+                                  "split": exp.spec.split, "output": self.layout.experiment_report(exp.name),
+                                  "experiment": exp.name, "predictions": self.layout.experiment_predictions(exp.name),
+                                  "baseline": exp.spec.baselineRef and {
+                                      "experiment": exp.spec.baselineRef,
+                                      "report": self.layout.experiment_report(exp.spec.baselineRef),
+                                      "predictions": self.layout.experiment_predictions(exp.spec.baselineRef)}})
         self.log(f"experiment/{exp.name}: testing {model.name} version {version} on the {exp.spec.split} split")
         return key
 

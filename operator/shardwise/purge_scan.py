@@ -14,7 +14,8 @@ judges each one from the Dataset's tombstones and what the object itself says:
   names holds a forgotten sample;
 - a dataset payload: when a forgotten sample's row still has features or a clear
   owner key (scrub zeroes one and hashes the other);
-- an experiment's predictions: when they have a row for a forgotten sample;
+- an experiment's predictions: when they have a row for a forgotten sample; its report: when a
+  per-sample list (hardest, label-issue candidates, flips) names one;
 - a folder store's leftover temp file: content unknown, always reported.
 
 A model whose spec is unknown (deleted with its objects retained) cannot be assigned
@@ -61,7 +62,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(rx)) for kind,
     ("payload", r"datasets/(?P<dataset>[^/]+)/payload/[0-9a-f]+\.npz"),
     ("record", r"datasets/[^/]+/(current\.json|payload\.json|index\.npz|\d+/manifest\.json|\d+/state\.npz)"),
     ("predictions", r"experiments/(?P<experiment>[^/]+)/predictions\.npz"),
-    ("record", r"experiments/[^/]+/(report|request)\.json"),
+    ("report", r"experiments/(?P<experiment>[^/]+)/report\.json"),
+    ("record", r"experiments/[^/]+/request\.json"),
     ("record", r"resources/[^/]+/[^/]+\.json"),
     ("record", r"ledger/[^/]+\.json"),
 ]]
@@ -281,6 +283,8 @@ class _Scan:
                 self._payload(e, c[1]["dataset"])
             elif c[0] == "predictions":
                 self._predictions(e, c[1]["experiment"])
+            elif c[0] == "report":
+                self._report(e)
         self.report.unchecked.sort()
         return self.report
 
@@ -361,6 +365,21 @@ class _Scan:
         if len(leaks):
             self.find(e, "payload", f"dataset payload still holds the features or owner key of {len(leaks)} "
                                     f"forgotten sample(s): {_ids(leaks)}")
+
+    def _report(self, e: Entry) -> None:
+        from shardwise.diagnosis.redact import report_ids
+
+        try:
+            doc = _json(self.store, e)
+            datasets = [doc["dataset"]] if doc.get("dataset") else sorted(self.report.forgotten)
+            named = np.array(sorted(report_ids(doc)), dtype=str)
+        except (ShardwiseError, ValueError, KeyError, TypeError, AttributeError) as err:
+            self.find(e, "report", f"cannot be read ({type(err).__name__}: {err}); it may name forgotten samples")
+            return
+        forgotten = [v.table.ids[v.state.tombstoned_at > 0] for d in datasets if (v := self.view(d)) is not None]
+        hit = named[np.isin(named, np.concatenate(forgotten))] if forgotten and len(named) else named[:0]
+        if len(hit):
+            self.find(e, "report", f"experiment report still lists {len(hit)} forgotten sample(s): {_ids(hit)}")
 
     def _predictions(self, e: Entry, experiment: str) -> None:
         try:

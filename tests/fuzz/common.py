@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,8 @@ class Tally:
     def summary(self) -> str:
         acc = sum(c["accepted"] for c in self.counts.values())
         rej = sum(c["rejected"] for c in self.counts.values())
-        lines = [f"fuzz: {acc + rej} cases tried across {len(self.counts)} properties "
-                 f"(accepted {acc}, rejected {rej})"]
+        head = f"fuzz: {acc + rej} cases tried across {len(self.counts)} properties (accepted {acc}, rejected {rej})"
+        lines = [head]
         lines += [f"  {p}: accepted {c['accepted']}, rejected {c['rejected']}" for p, c in sorted(self.counts.items())]
         return "\n".join(lines)
 
@@ -113,7 +114,12 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
+def printable(msg: str) -> bool:
+    """No control character (an escape sequence could rewrite the user's terminal); line breaks aside."""
+    return not any(unicodedata.category(c) == "Cc" and c != "\n" for c in msg)
+
+
 def names_field(msg: str, path: tuple[Any, ...]) -> bool:
     """msg names the field at path: its last two named (non-index) parts, dotted, e.g. 'training.learningRate'."""
-    named = [str(p) for p in path if not isinstance(p, int)]
+    named = [str(p) if str(p).isprintable() else repr(str(p)) for p in path if not isinstance(p, int)]
     return not named or ".".join(named[-2:]) in msg

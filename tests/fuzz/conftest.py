@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.fuzz.common import TALLY
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 (pytest's signature)
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if TALLY.counts:
         for line in TALLY.summary().splitlines():
             terminalreporter.write_line(line)

@@ -9,7 +9,13 @@ from typing import Any
 from hypothesis import strategies as st
 
 from shardwise.api.common import API
-from tests.fuzz.common import HUGE_NUMBERS, NASTY_STRINGS, SPECIAL_FLOATS, garbage, nasty_text
+from tests.fuzz.common import (
+    HUGE_NUMBERS,
+    NASTY_STRINGS,
+    SPECIAL_FLOATS,
+    garbage,
+    nasty_text,
+)
 
 label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
 # Sometimes one of the names the store already holds (tests/fuzz/test_fuzz_specs.py seeds "digits" and "m").
@@ -17,11 +23,11 @@ ref = st.one_of(st.sampled_from(["digits", "m", "fr", "x-1"]), label)
 any_text = st.text(min_size=1, max_size=60)
 
 
+_ABSENT = object()  # an optional field left out of the document
+
+
 def _maybe(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not _ABSENT}
-
-
-_ABSENT = object()
 
 
 def _opt(strategy: st.SearchStrategy) -> st.SearchStrategy:
@@ -125,7 +131,8 @@ SPECS = {"Dataset": dataset_spec, "ShardedModel": model_spec, "ForgetRequest": f
 def valid_doc(draw, kind: str) -> dict[str, Any]:
     doc = {"apiVersion": API, "kind": kind, "metadata": draw(metadata()), "spec": draw(SPECS[kind]())}
     if draw(st.integers(0, 4)) == 0:
-        doc["status"] = {"phase": draw(st.sampled_from(["Pending", "Ready", "Failed"])), "message": draw(st.text(max_size=20))}
+        doc["status"] = {"phase": draw(st.sampled_from(["Pending", "Ready", "Failed"])),
+                         "message": draw(st.text(max_size=20))}
     return doc
 
 

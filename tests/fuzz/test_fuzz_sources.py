@@ -29,11 +29,11 @@ from shardwise.api.dataset import DatasetSource
 from shardwise.control import StoreControl
 from shardwise.data.sources import load_source
 from shardwise.data.table import SampleTable
-from shardwise.errors import InvalidInput, NotFound, ShardwiseError
+from shardwise.errors import InvalidInput, ShardwiseError
 from shardwise.local.registry import Registry
 from shardwise.store.base import Store
 from shardwise.store.local import LocalStore
-from tests.fuzz.common import NASTY_STRINGS, TALLY, USER_ERRORS, fuzz, snapshot
+from tests.fuzz.common import NASTY_STRINGS, TALLY, USER_ERRORS, fuzz, printable, snapshot
 
 _n = itertools.count()
 
@@ -45,7 +45,7 @@ feature = st.floats(-1e6, 1e6, allow_nan=False, width=32)
 
 def place(msg: str, name: str, line: int, field: str | None) -> None:
     """The message names the file, exactly this line, and the field when there is one."""
-    assert name in msg, msg
+    assert name in msg and printable(msg), msg
     m = re.search(r"\bline (\d+)\b", msg)
     assert m and int(m.group(1)) == line, f"expected line {line}: {msg}"
     if field is not None:
@@ -108,7 +108,6 @@ def csv_case(draw) -> tuple[bytes, dict[str, Any], tuple[int, str | None] | None
     if fault == "bad_quote":
         at = len(rows) - 1  # an open quote runs to the end of the file: nothing after it may close it
     where: tuple[int, str | None] | None = (at + 2, None)  # the header is line 1
-    suffix = b""
     row = rows[at]
     if fault == "none":
         where = None
@@ -152,7 +151,7 @@ def csv_case(draw) -> tuple[bytes, dict[str, Any], tuple[int, str | None] | None
         lines.append(text)
     head = io.StringIO()
     csv.writer(head, lineterminator="\n").writerow(cols)
-    data = head.getvalue().encode() + b"".join(lines) + suffix
+    data = head.getvalue().encode() + b"".join(lines)
     if fault == "short_row" and where is None:  # the blank row is skipped: it loads without that row
         for key in ("ids", "labels", "features") + (("owners",) if tab["owners"] is not None else ()):
             del tab[key][at]
@@ -300,8 +299,9 @@ def test_jsonl_rows_load_exactly_or_name_line_and_field(tmp_path_factory):
 # raw bytes, through the ingest both bodies run: a refusal writes nothing
 # ---------------------------------------------------------------------------
 
-PREFIXES = [b"", b"id,label,f\n", b"id,label,owner,f1,f2\n", b"id,label,f\n1,2,3\n", b'{"id": "a", "label": 1, '
-            b'"features": [1]}\n', b"\xef\xbb\xbfid,label,f\n", b'{"id": 1, "label": 2, "features": [1, 2]}\n']
+PREFIXES = [b"", b"id,label,f\n", b"id,label,owner,f1,f2\n", b"id,label,f\n1,2,3\n",
+            b'{"id": "a", "label": 1, "features": [1]}\n', b"\xef\xbb\xbfid,label,f\n",
+            b'{"id": 1, "label": 2, "features": [1, 2]}\n']
 
 
 @fuzz(120)
@@ -316,7 +316,8 @@ def _raw_ingest(tmp_path_factory, ext: str, prefix: bytes, body: bytes) -> None:
     path = base / f"data{ext}"
     path.write_bytes(prefix + body)
     store = LocalStore(base / "store")
-    ds = Dataset.model_validate({"kind": "Dataset", "metadata": {"name": "raw"}, "spec": {"source": {"uri": str(path)}}})
+    ds = Dataset.model_validate({"kind": "Dataset", "metadata": {"name": "raw"},
+                                 "spec": {"source": {"uri": str(path)}}})
     Registry(store, "default").apply(ds)
     before = snapshot(store.root)
     try:

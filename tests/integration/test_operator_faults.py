@@ -27,7 +27,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ from shardwise.datasets import DatasetStore
 from shardwise.faults import FAULT_EXIT_CODE, POINTS
 from shardwise.store.layout import Layout
 from tests.helpers import dataset, forget, model
-from tests.integration.test_operator import G, LOGIN, NS, Cluster, declare
+from tests.integration.test_operator import LOGIN, NS, Cluster, G, declare
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,10 +95,13 @@ class FaultCluster(Cluster):
         if fault:
             env["SHARDWISE_FAULT"] = fault
         watches = self._watches()
-        with open(self.logs / f"operator-{self.starts}.log", "wb") as log:
+        log = (self.logs / f"operator-{self.starts}.log").open("wb")
+        try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "-m",
                 "shardwise.kube.handlers", LOGIN, env=env, cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT)
+        finally:
+            log.close()  # the process has its own copy
         for _ in range(600):
             if self._watches() > watches or self.proc.returncode is not None:
                 return
@@ -108,7 +112,7 @@ class FaultCluster(Cluster):
         assert self.proc is not None
         try:
             rc = await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"the operator never reached {point}:\n{self.log_tail()}") from None
         assert rc == FAULT_EXIT_CODE, f"the operator exited {rc}, not at {point}:\n{self.log_tail()}"
         assert f"fault point {point} fired" in self.log_tail(), self.log_tail()
@@ -126,13 +130,18 @@ class FaultCluster(Cluster):
         proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), 15)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
 
     def log_tail(self, n: int = 4000) -> str:
         path = self.logs / f"operator-{self.starts}.log"
         return path.read_text(errors="replace")[-n:] if path.exists() else ""
+
+    def note(self, line: str) -> None:
+        """The stand-in's own log, for reading a failure."""
+        with (self.logs / "pods.log").open("a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
     def reached(self) -> set[str]:
         """Every fault point any process of this world reached (operators and trainer pods alike)."""
@@ -167,15 +176,15 @@ class FaultCluster(Cluster):
                 await proc.wait()
                 raise
             codes.append(proc.returncode)
-            with open(self.logs / "pods.log", "a") as log:  # for reading a failure
-                log.write(f"{time.strftime('%H:%M:%S')} {name} pod {len(codes)} exited {proc.returncode}\n")
+            self.note(f"{name} pod {len(codes)} exited {proc.returncode}")
             self.ran[name] = len(codes)
             failures = sum(1 for c in codes if c != 0)
+            action = pod_failure_action(spec, proc.returncode) if proc.returncode else ""
             if proc.returncode == 0:
                 status = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
-            elif pod_failure_action(spec, proc.returncode) == "FailJob" or failures > spec["backoffLimit"]:
-                status = {"failed": failures, "conditions": [{"type": "Failed", "status": "True",
-                                                              "reason": "BackoffLimitExceeded",
+            elif action == "FailJob" or failures > spec["backoffLimit"]:
+                reason = "PodFailurePolicy" if action == "FailJob" else "BackoffLimitExceeded"
+                status = {"failed": failures, "conditions": [{"type": "Failed", "status": "True", "reason": reason,
                                                               "message": err.decode()[-300:]}]}
             else:  # counted against backoffLimit: the controller starts a new pod
                 await self.kmock.patch(f"/apis/batch/v1/namespaces/{NS}/jobs/{name}/status",
@@ -292,6 +301,7 @@ async def outcome(c: FaultCluster, victims: list[str]) -> dict[str, Any]:
     assert len(created) == len(set(created)), f"a Job was created twice: {sorted(created)}"
     # the checkpoints: every stored one whole and described; every published one there and verified
     manifest = store.get_json(L.version("m", UID, 2))
+    assert manifest["previousVersion"] == 1, "version 2 follows version 1"
     for chain in manifest["shards"]:
         for ref in chain:
             store.get_verified(ref["key"], ref["sha256"])
@@ -309,8 +319,8 @@ async def outcome(c: FaultCluster, victims: list[str]) -> dict[str, Any]:
 
 
 def same_as_clean(got: dict[str, Any], clean: dict[str, Any]) -> None:
-    for field in clean:  # one field at a time: the failure names what differs
-        assert got[field] == clean[field], field
+    for field, want in clean.items():  # one field at a time: the failure names what differs
+        assert got[field] == want, field
 
 
 async def reference(cache: dict[str, Any]) -> dict[str, Any]:
@@ -355,6 +365,9 @@ async def test_a_trainer_pod_killed_at_a_fault_point_is_retried_and_redoes_the_s
         await forget_flow(c, base, fault=point)
         got = await outcome(c, base["victims"])
         assert c.exits[RETRAIN] == [FAULT_EXIT_CODE, 0], c.exits
+        spec = next(j["spec"] for j in await c.jobs() if j["metadata"]["name"] == RETRAIN)
+        # the Job's own podFailurePolicy is what made the stand-in retry: 86 counts, 2 would fail the Job
+        assert (pod_failure_action(spec, FAULT_EXIT_CODE), pod_failure_action(spec, 2)) == ("Count", "FailJob")
         first = (c.logs / f"{RETRAIN}-pod1.trace").read_text().split()
         second = (c.logs / f"{RETRAIN}-pod2.trace").read_text().split()
     assert first[-1] == point  # the first pod died there

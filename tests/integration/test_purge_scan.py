@@ -10,6 +10,7 @@ plain delete) to show that the scan fails, naming the key and the version.
 from __future__ import annotations
 
 import io
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -18,9 +19,11 @@ import numpy as np
 import pytest
 from minio.versioningconfig import ENABLED, VersioningConfig
 
-from shardwise.api import ForgetRequest, ShardedModel
+from shardwise.api import Experiment, ForgetRequest, ShardedModel
 from shardwise.brain.versions import VersionManifest
 from shardwise.cli import main
+from shardwise.diagnosis.predictions import Predictions
+from shardwise.diagnosis.redact import report_ids
 from shardwise.local.registry import Registry
 from shardwise.local.runner import LocalRunner
 from shardwise.purge_scan import ScanReport, classify, scan_for_forgotten
@@ -29,7 +32,7 @@ from shardwise.store.layout import Layout
 from shardwise.store.local import LocalStore
 from shardwise.store.s3 import S3Store
 from shardwise.verify import verify_ledger
-from tests.helpers import dataset, forget, model
+from tests.helpers import dataset, experiment, forget, model
 
 pytestmark = pytest.mark.slow  # one real train-and-forget per store (~25 s each), shared by the module
 NS = "default"
@@ -56,17 +59,25 @@ def _train_and_forget(store: Store, logs) -> Purged:
     runner = LocalRunner(store, NS, parallel=2, log=lambda m: None, log_dir=logs)
     reg.apply(dataset())
     reg.apply(model("m", shards=2, slices=2, epochs=1))
+    # tested before the forget: one pinned to version 1 (purged by it), one following the model
+    reg.apply(experiment("x-pinned", modelVersion=1, split="all"))
+    reg.apply(experiment("x-latest"))
     runner.run(timeout=300)
     m = reg.require(ShardedModel, "m")
     uid = m.metadata.uid
     v = runner.view("digits")
     a = v.assignment(2, 2, 0, True)
-    ids = v.table.ids[[int(np.flatnonzero((a.shard == 0) & (a.slice == 1))[0])]].tolist()
+    # a sample of shard 0, slice 1 that the pinned report names (its lists hold hundreds of rows)
+    listed = report_ids(store.get_json(L.experiment_report("x-pinned")))
+    here = v.table.ids[(a.shard == 0) & (a.slice == 1)].tolist()
+    ids = [next((i for i in here if i in listed), here[0])]
+    saved_report = store.get_bytes(L.experiment_report("x-pinned"))
     v1 = VersionManifest.from_dict(store.get_json(L.version("m", uid, 1)))
     purged = v1.chains[0][1].key
     saved = {"version": store.get_bytes(L.version("m", uid, 1)), "checkpoint": store.get_bytes(purged),
              "meta": store.get_bytes(L.checkpoint_meta(purged)), "payload": store.get_bytes(v.payload_key),
-             "payload_key": v.payload_key.encode()}
+             "payload_key": v.payload_key.encode(), "report": saved_report,
+             "predictions": store.get_bytes(L.experiment_predictions("x-pinned"))}
     reg.apply(forget("f1", ids=ids))
     runner.run(timeout=300)
     assert reg.require(ForgetRequest, "f1").status.phase == "Complete"
@@ -163,6 +174,28 @@ def test_experiment_predictions_with_a_forgotten_row_are_found(purged):
         assert (f.key, f.kind) == (key, "predictions") and purged.forgotten[0] in f.reason
     finally:
         purged.store.delete(key)
+
+
+def test_experiment_runs_lose_the_forgotten_rows_and_a_pinned_one_keeps_its_report(purged):
+    store, gone = purged.store, purged.forgotten[0]
+    assert gone in report_ids(json.loads(purged.saved["report"]))  # the report named it before
+    report = store.get_json(L.experiment_report("x-pinned"))
+    assert gone not in report_ids(report) and report["redactedSamples"] >= 1 and report["version"] == 1
+    preds = Predictions.from_npz(store.get_verified(L.experiment_predictions("x-pinned")))
+    before = Predictions.from_npz(purged.saved["predictions"])
+    assert gone not in preds.ids and len(preds) == len(before) - 1
+    x = purged.reg.require(Experiment, "x-pinned")  # its version is purged; the report made on it stands
+    assert x.status.phase == "Succeeded" and x.status.modelVersion == 1
+    latest = purged.reg.require(Experiment, "x-latest")  # re-tested on the version that forgot
+    assert latest.status.phase == "Succeeded" and latest.status.modelVersion == purged.m.status.publishedVersion
+    # negative control: the report as it was before the purge is found
+    store.put_json(L.experiment_report("x-pinned"), json.loads(purged.saved["report"]))
+    try:
+        (f,) = purged.scan().findings
+        assert (f.key, f.kind) == (L.experiment_report("x-pinned"), "report") and gone in f.reason
+    finally:
+        store.put_json(L.experiment_report("x-pinned"), report)
+    assert purged.scan().clean
 
 
 def test_verify_scan_command_fails_with_the_key_listed(purged, capsys):

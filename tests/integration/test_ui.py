@@ -41,44 +41,7 @@ def trained(tmp_path_factory) -> LocalStore:
     reg.apply(Experiment.model_validate({"kind": "Experiment", "metadata": {"name": EXP},
                                          "spec": {"modelRef": "m", "datasetRef": "digits", "split": "test"}}))
     LocalRunner(store, NS, parallel=2, log=lambda m: None).run(timeout=300)
-    _interim_diagnosis(store)  # INTERIM until evaluate.py writes predictions and labelIssues
     return store
-
-
-def _interim_diagnosis(store) -> None:
-    L = Layout(NS)
-    report = store.get_json(L.experiment_report(EXP))
-    if "labelIssues" in report:
-        return
-    from shardwise.api import ShardedModel
-    from shardwise.control import StoreControl
-    from shardwise.diagnosis.predictions import Predictions
-    from shardwise_trainer.train import predict_proba
-
-    m = Registry(store, NS).require(ShardedModel, "m")
-    c = StoreControl(store, NS)
-    pub = c.published(m)
-    v = c.view("digits", pub.revision)
-    a = v.assignment(2, 2, 0, True)
-    act = np.flatnonzero(v.state.active)
-    probs = predict_proba(store, m.spec, pub.finals(), v.table.features[act], 10)
-    preds = Predictions(v.table.ids[act], v.state.labels[act], v.train[act], a.shard[act], a.slice[act], probs,
-                        v.table.class_names)
-    oos = preds.out_of_shard().astype(np.float64)
-    sug, ix = oos.argmax(1), np.arange(len(preds))
-    score = oos[ix, sug] - oos[ix, preds.labels]
-    fl = np.flatnonzero(sug != preds.labels)
-    fl = fl[np.argsort(-score[fl], kind="stable")]
-    names = v.table.class_names
-    cands = [{"id": str(preds.ids[i]), "label": names[preds.labels[i]], "suggested": names[sug[i]],
-              "score": float(score[i]), "labelProb": float(oos[i, preds.labels[i]]),
-              "suggestedProb": float(oos[i, sug[i]]), "train": bool(preds.train[i]), "shard": int(preds.shard[i]),
-              "slice": int(preds.slice[i])} for i in fl]
-    store.put_bytes(L.experiment_predictions(EXP), preds.to_npz())
-    store.put_json(L.experiment_report(EXP), report | {
-        "experiment": EXP, "model": "m", "dataset": "digits", "datasetRevision": pub.revision,
-        "classNames": list(names), "labelIssues": {"method": "interim", "flagged": len(cands), "candidates": cands},
-        "predictionsKey": L.experiment_predictions(EXP)})
 
 
 @pytest.fixture

@@ -1,27 +1,113 @@
 """The Experiment's decisions (pure)."""
 
 from shardwise.api.experiment import ExperimentSpec
-from shardwise.brain.experiment import RunEvaluation, reconcile_experiment
+from shardwise.brain.experiment import ExperimentObservation, RunEvaluation, reconcile_experiment
 
 SPEC = ExperimentSpec(modelRef="m", datasetRef="d")
+VERSIONS = frozenset({1, 2, 3, 4})
+
+
+def obs(published: int | None = 3, report: dict | None = None, baseline: dict | None = None,
+        dataset: str | None = "d", versions: frozenset[int] = VERSIONS) -> ExperimentObservation:
+    return ExperimentObservation(dataset, published, versions, report, baseline)
+
+
+def run(spec: ExperimentSpec, o: ExperimentObservation, status=None, name: str = "x"):
+    return reconcile_experiment(name, spec, status, 1, o, "k")
+
+
+def report(version: int = 3, **extra) -> dict:
+    return {"version": version, "accuracy": 0.9,
+            "metrics": {"accuracy": 0.9, "macroF1": 0.88, "calibrationError": 0.031},
+            "labelIssues": {"method": "m", "flagged": 17, "candidates": []}, **extra}
 
 
 def test_waits_for_the_model_then_runs_once_then_reports():
-    acts, st = reconcile_experiment(SPEC, None, 1, None, None, None, "k")
+    acts, st = run(SPEC, obs(dataset=None))
     assert acts == [] and st.phase == "Pending" and st.condition("Ready").reason == "ModelNotFound"
-    acts, st = reconcile_experiment(SPEC, st, 1, None, "d", None, "k")
+    acts, st = run(SPEC, obs(published=None), st)
     assert acts == [] and st.condition("Ready").reason == "ModelNotPublished"
-    acts, st = reconcile_experiment(SPEC, st, 1, 3, "d", None, "k")
+    acts, st = run(SPEC, obs(), st)
     assert acts == [RunEvaluation(3, "k")] and st.phase == "Running"
-    acts, st = reconcile_experiment(SPEC, st, 1, 3, "d", {"version": 3, "accuracy": 0.9}, "k")
+    acts, st = run(SPEC, obs(report={"version": 3, "accuracy": 0.9}), st)
     assert acts == [] and st.phase == "Succeeded" and st.accuracy == 0.9 and st.reportKey == "k"
     # a newer published version is tested again; a pinned version is not
-    acts, _ = reconcile_experiment(SPEC, st, 1, 4, "d", {"version": 3, "accuracy": 0.9}, "k")
+    acts, _ = run(SPEC, obs(published=4, report={"version": 3, "accuracy": 0.9}), st)
     assert acts == [RunEvaluation(4, "k")]
     pinned = SPEC.model_copy(update={"modelVersion": 3})
-    assert reconcile_experiment(pinned, st, 1, 4, "d", {"version": 3, "accuracy": 0.9}, "k")[0] == []
+    assert run(pinned, obs(published=4, report={"version": 3, "accuracy": 0.9}), st)[0] == []
 
 
 def test_another_dataset_is_refused_naming_the_field():
-    acts, st = reconcile_experiment(SPEC, None, 1, 1, "other", None, "k")
+    acts, st = run(SPEC, obs(dataset="other"))
     assert acts == [] and st.phase == "Failed" and "spec.datasetRef" in st.condition("Ready").message
+
+
+def test_a_pinned_version_not_yet_published_is_waited_for():
+    pinned = SPEC.model_copy(update={"modelVersion": 5})
+    acts, st = run(pinned, obs(published=4))
+    assert acts == [] and st.phase == "Pending" and st.condition("Ready").reason == "ModelNotPublished"
+    assert "spec.modelVersion" in st.condition("Ready").message and "version 5" in st.condition("Ready").message
+    acts, st = run(pinned, obs(published=5, versions=VERSIONS | {5}), st)
+    assert acts == [RunEvaluation(5, "k")]
+
+
+def test_a_pinned_version_that_was_purged_fails_naming_the_field_but_keeps_an_earlier_report():
+    pinned = SPEC.model_copy(update={"modelVersion": 2})
+    acts, st = run(pinned, obs(published=4, versions=frozenset({4})))
+    assert acts == [] and st.phase == "Failed" and st.condition("Ready").reason == "VersionNotFound"
+    assert "spec.modelVersion" in st.condition("Ready").message and "purged" in st.condition("Ready").message
+    # tested before the purge: the (redacted) report stands
+    acts, st = run(pinned, obs(published=4, versions=frozenset({4}), report=report(2)))
+    assert acts == [] and st.phase == "Succeeded" and st.modelVersion == 2
+
+
+def test_the_status_carries_the_headline_figures_of_the_report():
+    acts, st = run(SPEC, obs())
+    assert st.phase == "Running" and st.modelVersion == 3
+    acts, st = run(SPEC, obs(report=report()), st)
+    assert acts == [] and st.phase == "Succeeded"
+    assert (st.modelVersion, st.accuracy, st.macroF1, st.calibrationError, st.labelIssues) == (3, 0.9, 0.88, 0.031, 17)
+    msg = st.condition("Ready").message
+    assert "version 3" in msg and "macro F1 0.8800" in msg and "17 possible label issue(s)" in msg
+    assert st.accuracyDelta is None and "against" not in msg
+    # a newer version is being tested: the status names it while the old figures wait for the new report
+    acts, st = run(SPEC, obs(published=4, report=report()), st)
+    assert acts == [RunEvaluation(4, "k")] and st.phase == "Running" and st.modelVersion == 4
+
+
+def test_an_empty_split_or_a_report_without_a_diagnosis_leaves_the_figures_empty():
+    _, st = run(SPEC, obs(report=report(accuracy=None, metrics=None)))
+    assert st.phase == "Succeeded" and st.accuracy is None and st.macroF1 is None and st.calibrationError is None
+    assert st.labelIssues == 17 and "accuracy n/a" in st.condition("Ready").message
+    _, st = run(SPEC, obs(report={"version": 3, "accuracy": 0.5}))
+    assert st.phase == "Succeeded" and st.accuracy == 0.5 and st.macroF1 is None and st.labelIssues is None
+
+
+AFTER = SPEC.model_copy(update={"baselineRef": "before"})
+
+
+def compared(baseline_version: int, delta: float = 0.02) -> dict:
+    return {"baseline": "before", "baselineVersion": baseline_version, "deltas": {"accuracy": delta}}
+
+
+def test_a_baseline_is_waited_for_then_compared_and_its_delta_shown():
+    acts, st = run(AFTER, obs(), name="after")
+    assert acts == [] and st.phase == "Pending" and st.condition("Ready").reason == "BaselineNotReady"
+    assert "spec.baselineRef" in st.condition("Ready").message
+    acts, st = run(AFTER, obs(baseline=report(1)), st, name="after")
+    assert acts == [RunEvaluation(3, "k")] and "against before" in st.condition("Ready").message
+    acts, st = run(AFTER, obs(baseline=report(1), report=report(comparison=compared(1))), st, name="after")
+    assert acts == [] and st.phase == "Succeeded" and st.accuracyDelta == 0.02
+    assert "accuracy +0.0200 against before (version 1)" in st.condition("Ready").message
+    # the baseline was re-tested on another version: compare again
+    acts, _ = run(AFTER, obs(baseline=report(2), report=report(comparison=compared(1))), st, name="after")
+    assert acts == [RunEvaluation(3, "k")]
+    # the baseline's report is gone (deleted with it): the comparison made stands
+    acts, st = run(AFTER, obs(baseline=None, report=report(comparison=compared(1))), st, name="after")
+    assert acts == [] and st.phase == "Succeeded" and st.accuracyDelta == 0.02
+
+
+def test_an_experiment_cannot_be_its_own_baseline():
+    acts, st = run(AFTER, obs(), name="before")
+    assert acts == [] and st.phase == "Failed" and "spec.baselineRef" in st.condition("Ready").message

@@ -96,7 +96,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ShardwiseError as e:
         print(f"trainer: evaluation failed: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    print(json.dumps(result), flush=True)
+    # an Experiment's full report is in the store; the Job's log gets its headline
+    head = ("experiment", "version", "split", "samples", "accuracy", "predictionsKey")
+    print(json.dumps({k: v for k, v in result.items() if k in head or "experiment" not in result}), flush=True)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Held-out accuracy of a published model version (the evaluation Job's work)."""
+"""Held-out accuracy of a published model version, and an Experiment's diagnosis (the evaluation Job's work)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 
 from shardwise.api.model import ShardedModelSpec
 from shardwise.brain.ensemble import aggregate
+from shardwise.brain.lineage import CheckpointRef
 from shardwise.brain.versions import VersionManifest
-from shardwise.datasets import DatasetStore
+from shardwise.datasets import DatasetStore, DatasetView
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
 from shardwise_trainer.train import predict_proba
@@ -17,19 +18,78 @@ from shardwise_trainer.train import predict_proba
 
 def evaluate_version(store: Store, request: dict[str, Any]) -> dict[str, Any]:
     """request: namespace, model, uid, version, spec, and optionally split (test, train, all) and
-    output (a store key; default the model's evals/). Writes and returns the evaluation."""
+    output (a store key; default the model's evals/). Writes and returns the evaluation.
+
+    An Experiment's request also has "experiment" and "predictions" (a store key): then every
+    active sample is predicted, the predictions are written there, and the output is the full
+    report (see `experiment_report`)."""
     L = Layout(request["namespace"])
     spec = ShardedModelSpec.model_validate(request["spec"])
     name, uid, n = request["model"], request["uid"], int(request["version"])
     version = VersionManifest.from_dict(store.get_json(L.version(name, uid, n)))
     view = DatasetStore(store, L).view(spec.datasetRef, version.revision)
     split = request.get("split", "test")
+    if request.get("predictions"):
+        result = experiment_report(store, request, spec, version, view)
+        store.put_json(request.get("output") or L.experiment_report(request["experiment"]), result)
+        return result
     chosen = {"test": ~view.train, "train": view.train, "all": np.ones_like(view.train)}[split]
     test = np.flatnonzero(chosen & view.state.active)
-    result: dict[str, Any] = {"version": n, "split": split, "samples": int(test.size), "accuracy": None}
+    result = {"version": n, "split": split, "samples": int(test.size), "accuracy": None}
     if test.size:
         probs = predict_proba(store, spec, version.finals(), view.table.features[test], len(view.table.class_names))
         pred = aggregate(probs, spec.aggregation).argmax(1)
         result["accuracy"] = float((pred == view.state.labels[test]).mean())
     store.put_json(request.get("output") or L.evaluation(name, uid, n), result)
     return result
+
+
+def predict_all(store: Store, spec: ShardedModelSpec, finals: list[CheckpointRef], view: DatasetView):
+    """Predictions of every shard's final checkpoint over every active sample of the view's revision."""
+    from shardwise.diagnosis.predictions import Predictions
+
+    act = np.flatnonzero(view.state.active)
+    a = view.assignment(spec.shards, spec.slices, spec.training.seed, spec.groupBy == "owner")
+    names = view.table.class_names
+    probs = predict_proba(store, spec, finals, view.table.features[act], len(names))
+    return Predictions(view.table.ids[act], view.state.labels[act].astype(np.int64), view.train[act], a.shard[act],
+                       a.slice[act], probs.astype(np.float32), tuple(names), spec.aggregation)
+
+
+def experiment_report(store: Store, request: dict[str, Any], spec: ShardedModelSpec, version: VersionManifest,
+                      view: DatasetView) -> dict[str, Any]:
+    """Writes predictions.npz to request["predictions"] and returns the report (the output is written
+    after it, so a report always has its predictions). With request["baseline"] (experiment, report
+    and predictions keys), the report's `comparison` is against that Experiment's stored run."""
+    from shardwise.diagnosis.diagnose import diagnose
+
+    split = request.get("split", "test")
+    preds = predict_all(store, spec, version.finals(), view)
+    store.put_verified(request["predictions"], preds.to_npz())
+    report = {"experiment": request.get("experiment"), "model": request["model"], "version": version.version,
+              "dataset": spec.datasetRef, "datasetRevision": version.revision, "split": split,
+              **diagnose(preds, split), "predictionsKey": request["predictions"], "comparison": None}
+    if request.get("baseline"):
+        report["comparison"] = compare_with_baseline(store, report, preds, request["baseline"])
+    return report
+
+
+def compare_with_baseline(store: Store, report: dict[str, Any], preds, baseline: dict[str, str]) -> dict[str, Any]:
+    """The comparison with the baseline's stored report and predictions; when they are gone (the
+    baseline re-ran, or was purged) the comparison says so instead of failing the whole run."""
+    from shardwise.diagnosis.compare import compare
+    from shardwise.diagnosis.predictions import Predictions
+    from shardwise.errors import NotFound
+
+    name = baseline["experiment"]
+    try:
+        base_report = store.get_json(baseline["report"])
+    except NotFound:
+        return {"baseline": name, "baselineVersion": None, "error": f"Experiment {name} has no report"}
+    try:
+        base_preds = Predictions.from_npz(store.get_verified(baseline["predictions"]))
+    except NotFound:  # the version is recorded, so the reconciler does not retry this forever
+        return {"baseline": name, "baselineVersion": base_report.get("version"),
+                "error": f"Experiment {name} has no predictions ({baseline['predictions']})"}
+    base_report.setdefault("experiment", baseline["experiment"])
+    return compare(report, base_report, preds, base_preds)

@@ -1,6 +1,8 @@
-"""Experiment: a test run of a model version on a dataset split.
+"""Experiment: a test run of a model version on a dataset split, with a diagnosis report.
 
-Only the resource is defined so far; the diagnosis and report are not built yet.
+The status carries the headline figures; the full report (metrics per class, confusion,
+calibration, per-shard figures, hardest samples, label-issue candidates) is in the store at
+`status.reportKey`, next to the predictions it was computed from.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ class ExperimentSpec(Strict):
 
 
 class ExperimentStatus(StatusBase):
-    accuracy: float | None = None
+    modelVersion: int | None = Field(None, ge=1, description="The model version tested.")
+    accuracy: float | None = Field(None, description="Ensemble accuracy on the split.")
+    macroF1: float | None = Field(None, description="Mean F1 over the classes present in the split.")
+    calibrationError: float | None = Field(
+        None, description="Expected calibration error of the ensemble on the split (15 equal-width confidence bins).")
+    labelIssues: int | None = Field(
+        None, ge=0, description="Samples flagged as possibly mislabeled (out-of-shard probabilities, all active samples).")
+    accuracyDelta: float | None = Field(
+        None, description="Accuracy minus the baseline Experiment's (spec.baselineRef), on the same split.")
     reportKey: str | None = Field(None, description="Store key of the full report.")
 
 
@@ -32,6 +42,10 @@ class Experiment(Resource[ExperimentSpec, ExperimentStatus]):
     PRINTER_COLUMNS: ClassVar[list[tuple[str, str, str, str]]] = [
         ("Phase", "string", ".status.phase", ""),
         ("Model", "string", ".spec.modelRef", ""),
+        ("Version", "integer", ".status.modelVersion", ""),
         ("Accuracy", "number", ".status.accuracy", ""),
+        ("MacroF1", "number", ".status.macroF1", ""),
+        ("Issues", "integer", ".status.labelIssues", ""),
+        ("VsBaseline", "number", ".status.accuracyDelta", ""),
         ("Age", "date", ".metadata.creationTimestamp", ""),
     ]

@@ -1,14 +1,27 @@
 """Reconcile an Experiment: a test run of a model version on a dataset split. Pure.
 
-Only the headline run is built so far (accuracy on the split); the diagnosis report,
-baseline comparison and annotation loop are the Experiments issue's work.
+The evaluation Job writes the report (shardwise_trainer/evaluate.py, computed by
+shardwise.diagnosis); the status takes its headline figures from it. With a baseline, the
+Job compares against the baseline's stored report, so the Experiment waits for that report
+and runs again when the baseline is re-tested on another version.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shardwise.api.experiment import ExperimentSpec, ExperimentStatus
+
+
+@dataclass(frozen=True)
+class ExperimentObservation:
+    """What the reconciler read for one Experiment."""
+
+    model_dataset: str | None = None  # the Dataset of spec.modelRef; None: no such ShardedModel
+    published: int | None = None
+    stored_versions: frozenset[int] = field(default_factory=frozenset)  # version manifests in the store
+    report: dict | None = None  # this Experiment's stored report
+    baseline: dict | None = None  # the baseline Experiment's stored report
 
 
 @dataclass(frozen=True)
@@ -17,32 +30,77 @@ class RunEvaluation:
     report_key: str
 
 
-def reconcile_experiment(spec: ExperimentSpec, status: ExperimentStatus | None, generation: int | None,
-                         published_version: int | None, model_dataset: str | None,
-                         report: dict | None, report_key: str) -> tuple[list[RunEvaluation], ExperimentStatus]:
+def _compared_with(report: dict) -> tuple[str | None, int | None]:
+    c = report.get("comparison") or {}
+    return c.get("baseline"), c.get("baselineVersion")
+
+
+def reconcile_experiment(name: str, spec: ExperimentSpec, status: ExperimentStatus | None, generation: int | None,
+                         obs: ExperimentObservation, report_key: str) -> tuple[list[RunEvaluation], ExperimentStatus]:
     st = (status or ExperimentStatus()).model_copy(deep=True)
     st.observedGeneration = generation
-    if model_dataset is None:
-        st.phase = "Pending"
-        st.set_condition("Ready", "False", "ModelNotFound", f"no ShardedModel {spec.modelRef!r} in this namespace")
+
+    def stop(phase: str, reason: str, message: str) -> tuple[list[RunEvaluation], ExperimentStatus]:
+        st.phase = phase
+        st.set_condition("Ready", "False", reason, message)
         return [], st
-    if model_dataset != spec.datasetRef:
-        st.phase = "Failed"
-        st.set_condition("Ready", "False", "InvalidSpec",
-                         f"spec.datasetRef: model {spec.modelRef!r} is trained on {model_dataset!r}, not "
-                         f"{spec.datasetRef!r} (testing on another dataset is not built yet)")
-        return [], st
-    version = spec.modelVersion or published_version
+
+    if spec.baselineRef == name:
+        return stop("Failed", "InvalidSpec", "spec.baselineRef: an Experiment cannot be its own baseline")
+    if obs.model_dataset is None:
+        return stop("Pending", "ModelNotFound", f"no ShardedModel {spec.modelRef!r} in this namespace")
+    if obs.model_dataset != spec.datasetRef:
+        return stop("Failed", "InvalidSpec",
+                    f"spec.datasetRef: model {spec.modelRef!r} is trained on {obs.model_dataset!r}, not "
+                    f"{spec.datasetRef!r} (testing on another dataset is not built yet)")
+    version = spec.modelVersion or obs.published
     if version is None:
-        st.phase = "Pending"
-        st.set_condition("Ready", "False", "ModelNotPublished", f"waiting for {spec.modelRef!r} to publish a version")
-        return [], st
-    if report is None or report.get("version") != version:
+        return stop("Pending", "ModelNotPublished", f"waiting for {spec.modelRef!r} to publish a version")
+    report = obs.report if obs.report and obs.report.get("version") == version else None
+    base = obs.baseline
+    stale = report is not None and spec.baselineRef is not None and base is not None and \
+        _compared_with(report) != (spec.baselineRef, base.get("version"))
+    if report is None or stale:
+        if version not in obs.stored_versions:
+            if obs.published is None or version > obs.published:
+                return stop("Pending", "ModelNotPublished",
+                            f"spec.modelVersion: waiting for {spec.modelRef!r} to publish version {version} "
+                            f"(published: {obs.published or 'none'})")
+            return stop("Failed", "VersionNotFound",
+                        f"spec.modelVersion: version {version} of {spec.modelRef!r} is no longer in the store "
+                        "(purged: it held forgotten or dropped samples); test a newer version")
+        if spec.baselineRef and base is None:
+            return stop("Pending", "BaselineNotReady",
+                        f"spec.baselineRef: waiting for Experiment {spec.baselineRef!r} to have a report")
         st.phase = "Running"
-        st.set_condition("Ready", "False", "Evaluating", f"testing version {version} on the {spec.split} split")
+        st.modelVersion = version
+        st.set_condition("Ready", "False", "Evaluating", f"testing version {version} on the {spec.split} split"
+                         + (f", against {spec.baselineRef}" if spec.baselineRef else ""))
         return [RunEvaluation(version, report_key)], st
     st.phase = "Succeeded"
+    st.modelVersion = version
     st.accuracy = report.get("accuracy")
+    metrics = report.get("metrics") or {}  # None for an empty split (or a report without a diagnosis)
+    st.macroF1, st.calibrationError = metrics.get("macroF1"), metrics.get("calibrationError")
+    issues = report.get("labelIssues")
+    st.labelIssues = int(issues["flagged"]) if issues else None
+    deltas = (report.get("comparison") or {}).get("deltas") or {}
+    st.accuracyDelta = deltas.get("accuracy")
     st.reportKey = report_key
-    st.set_condition("Ready", "True", "Evaluated", f"version {version}: accuracy {st.accuracy}")
+    st.set_condition("Ready", "True", "Evaluated", _summary(version, st, report.get("comparison")))
     return [], st
+
+
+def _summary(version: int, st: ExperimentStatus, comparison: dict | None) -> str:
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    out = f"version {version}: accuracy {fmt(st.accuracy)}"
+    if st.macroF1 is not None:
+        out += f", macro F1 {fmt(st.macroF1)}, calibration error {fmt(st.calibrationError)}"
+    if st.labelIssues is not None:
+        out += f", {st.labelIssues} possible label issue(s)"
+    if comparison and st.accuracyDelta is not None:
+        out += (f"; accuracy {st.accuracyDelta:+.4f} against {comparison.get('baseline')} "
+                f"(version {comparison.get('baselineVersion')})")
+    return out

@@ -172,10 +172,9 @@ class Body:
         return changed or acted
 
     async def reconcile_experiment(self, exp: Experiment, models: list[ShardedModel], control: StoreControl) -> bool:
-        version, dataset, report = await asyncio.to_thread(control.experiment_inputs, exp, models)
+        obs = await asyncio.to_thread(control.experiment_inputs, exp, models)
         key = control.layout.experiment_report(exp.name)
-        actions, status = reconcile_experiment(exp.spec, exp.status, exp.metadata.generation, version, dataset,
-                                               report, key)
+        actions, status = reconcile_experiment(exp.name, exp.spec, exp.status, exp.metadata.generation, obs, key)
         for a in actions:
             model = next(m for m in models if m.name == exp.spec.modelRef)
             name = experiment_job_name(exp.name, a.model_version)

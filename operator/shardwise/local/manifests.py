@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,21 @@ from shardwise.api.common import API, Resource
 from shardwise.errors import InvalidInput
 
 
+def _printable(text: str) -> str:
+    """As written when printable, else quoted with escapes: no control character from a manifest reaches a terminal."""
+    return text if text.isprintable() else repr(text)
+
+
+def _controls_escaped(text: str) -> str:
+    """Line breaks kept, every other control character escaped (a YAML error quotes the offending line)."""
+    return "".join(c if c == "\n" or c.isprintable() or not unicodedata.category(c).startswith("C")
+                   else repr(c)[1:-1] for c in text)
+
+
 def describe_validation(e: ValidationError) -> str:
     parts = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+        loc = ".".join(_printable(str(x)) for x in err["loc"] if not str(x).startswith("function-"))
         parts.append(f"{loc or '(document)'}: {err['msg']}")
     return "; ".join(parts)
 
@@ -30,6 +42,7 @@ def parse_doc(doc: Any, where: str) -> Resource:
     if not isinstance(kind, str) or kind not in KINDS:  # a list or mapping here is unhashable
         raise InvalidInput(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
     name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc.get("metadata"), dict) else "?"
+    name = _printable(str(name))
     try:
         return KINDS[kind].model_validate(doc)
     except ValidationError as e:
@@ -60,9 +73,9 @@ def load_manifests(paths: list[str | Path]) -> list[Resource]:
         try:
             docs = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as e:
-            raise InvalidInput(f"{f}: not valid YAML: {e}") from None
+            raise InvalidInput(f"{f}: not valid YAML: {_controls_escaped(str(e))}") from None
         except (ValueError, RecursionError) as e:  # a constructor's complaint, e.g. the date 2001-02-30
-            raise InvalidInput(f"{f}: not valid YAML: {type(e).__name__}: {e}") from None
+            raise InvalidInput(f"{f}: not valid YAML: {type(e).__name__}: {_controls_escaped(str(e))}") from None
         for i, d in enumerate(docs, 1):
             res = parse_doc(d, f"{f} document {i}")
             # one object twice would be applied twice: the second could clash with the first after it is written

@@ -138,10 +138,9 @@ class LocalRunner:
     def reconcile_experiment(self, exp: Experiment, models: list[ShardedModel]) -> bool:
         from shardwise_trainer.evaluate import evaluate_version
 
-        version, dataset, report = self.control.experiment_inputs(exp, models)
+        obs = self.control.experiment_inputs(exp, models)
         key = self.control.layout.experiment_report(exp.name)
-        actions, status = reconcile_experiment(exp.spec, exp.status, exp.metadata.generation, version, dataset,
-                                               report, key)
+        actions, status = reconcile_experiment(exp.name, exp.spec, exp.status, exp.metadata.generation, obs, key)
         for a in actions:  # the evaluation Job's code, in-process (the kube body runs it as a Job)
             model = next(m for m in models if m.name == exp.spec.modelRef)
             request = self.store.get_json(self.control.write_experiment_request(exp, model, a.model_version))

@@ -86,6 +86,9 @@ class Layout:
         return f"{self.model(name, uid)}/purges/{rev:06d}.json"
 
     # -- experiments
+    def experiments(self) -> str:
+        return f"{self.namespace}/experiments/"
+
     def experiment_report(self, name: str) -> str:
         return f"{self.namespace}/experiments/{_ok('experiment', name)}/report.json"
 

@@ -1,0 +1,123 @@
+"""`shardwise report EXPERIMENT`: an Experiment's stored diagnosis as one HTML file and its JSON.
+
+The evaluation wrote report.json and predictions.npz; this reads them back with the Dataset
+revision they were made on (for the thumbnails). The comparison with spec.baselineRef is the
+one the evaluation stored; a report without one is compared here from the two stored runs.
+Nothing is recomputed from the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shardwise.api import Experiment
+from shardwise.data.table import SampleTable
+from shardwise.datasets import DatasetStore
+from shardwise.diagnosis.predictions import Predictions
+from shardwise.errors import NotFound
+from shardwise.local.registry import Registry
+from shardwise.store.base import Store
+from shardwise.store.layout import Layout
+
+
+@dataclass
+class ReportInputs:
+    report: dict[str, Any]
+    preds: Predictions | None
+    table: SampleTable | None
+    comparison: dict[str, Any] | None
+    warnings: list[str] = field(default_factory=list)
+
+    def document(self) -> dict[str, Any]:
+        """The JSON written beside the page: the report with its comparison filled in."""
+        return {**self.report, "comparison": self.comparison}
+
+
+def _not_run(exp: Experiment) -> str:
+    st = exp.status
+    phase = st.phase if st and st.phase else "Pending"
+    why = next((c.message for c in (st.conditions if st else []) if c.type == "Ready" and c.message), "")
+    hint = ("it has never been reconciled" if st is None else why)
+    return (f"Experiment {exp.metadata.namespace}/{exp.name} has no report: it is {phase}, not Succeeded"
+            + (f" ({hint})" if hint else "")
+            + ". The local body runs Experiments in `shardwise apply` and `shardwise reconcile`.")
+
+
+def _predictions(store: Store, key: str) -> Predictions | None:
+    try:
+        return Predictions.from_npz(store.get_verified(key))
+    except NotFound:
+        return None
+
+
+def _table(store: Store, L: Layout, report: dict[str, Any], warnings: list[str]) -> SampleTable | None:
+    """The samples of the Dataset revision the report was made on (for thumbnails)."""
+    if not (report.get("dataset") and report.get("datasetRevision")):
+        return None
+    try:
+        return DatasetStore(store, L).view(report["dataset"], int(report["datasetRevision"])).table
+    except NotFound as e:
+        warnings.append(f"Dataset {report['dataset']} revision {report['datasetRevision']}: {e}; no sample thumbnails")
+        return None
+
+
+def load_report(store: Store, namespace: str, name: str) -> ReportInputs:
+    """Everything the page needs; raises NotFound (naming the Experiment and its phase) before it ran."""
+    from shardwise.diagnosis.compare import compare
+
+    L = Layout(namespace)
+    exp = Registry(store, namespace).get(Experiment, name)
+    notes: list[str] = []
+    if exp is None:
+        # a store the operator writes holds reports but not the cluster's resources: render what is stored
+        try:
+            report = store.get_json(L.experiment_report(name))
+        except NotFound:
+            raise NotFound(f"Experiment {namespace}/{name} not found") from None
+        notes.append(f"Experiment {namespace}/{name} is not a resource of this store (deleted, or a cluster's): "
+                     "showing its stored report as it is")
+        return ReportInputs(report, _predictions(store, report.get("predictionsKey") or L.experiment_predictions(name)),
+                            _table(store, L, report, notes), report.get("comparison"), notes)
+    if exp.status is None or exp.status.phase != "Succeeded":
+        raise NotFound(_not_run(exp))
+    key = exp.status.reportKey or L.experiment_report(name)
+    try:
+        report = store.get_json(key)
+    except NotFound:
+        raise NotFound(f"Experiment {namespace}/{name} is Succeeded but its report {key} is not in the store "
+                       f"{store.uri}") from None
+    out = ReportInputs(report, None, None, None, notes)
+    pkey = report.get("predictionsKey") or L.experiment_predictions(name)
+    out.preds = _predictions(store, pkey)
+    base = exp.spec.baselineRef
+    if out.preds is None and base:
+        out.warnings.append(f"predictions {pkey} are not in the store: no comparison with {base}")
+    out.table = _table(store, L, report, out.warnings)
+    stored = report.get("comparison")
+    if stored and "error" not in stored:  # made by the evaluation Job
+        out.comparison = stored
+        return out
+    if stored:
+        out.warnings.append(f"the evaluation could not compare with {stored.get('baseline')}: {stored['error']}")
+    # a report from before comparisons were stored, or whose baseline was not ready: compare now
+    if base and out.preds is not None:
+        try:
+            base_report = store.get_json(L.experiment_report(base))
+        except NotFound:
+            out.warnings.append(f"spec.baselineRef: Experiment {base} has no report yet: no comparison")
+            return out
+        base_report.setdefault("experiment", base)  # a report written before it carried its name
+        bkey = base_report.get("predictionsKey") or L.experiment_predictions(base)
+        base_preds = _predictions(store, bkey)
+        if base_preds is None:
+            out.warnings.append(f"spec.baselineRef: Experiment {base} has no predictions ({bkey}): no comparison")
+            return out
+        out.comparison = compare(report, base_report, out.preds, base_preds)
+    return out
+
+
+def render(inputs: ReportInputs) -> str:
+    from shardwise.diagnosis.html import render_html
+
+    return render_html(inputs.document(), inputs.preds, inputs.table, inputs.comparison)
