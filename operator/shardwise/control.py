@@ -15,6 +15,7 @@ import numpy as np
 from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import iso, now
 from shardwise.api.dataset import DatasetStatus
+from shardwise.api.experiment import EXPERIMENT_LABEL
 from shardwise.api.forget import ForgetRequestStatus
 from shardwise.api.model import ShardedModelStatus
 from shardwise.brain import forget as fbrain
@@ -481,14 +482,14 @@ class StoreControl:
 
     def experiment_inputs(self, exp: Experiment, models: list[ShardedModel]) -> ExperimentObservation:
         """What the brain decides an Experiment from: its model, the stored versions and reports."""
-        model = next((m for m in models if m.name == exp.spec.modelRef), None)
+        model = next((m for m in models if m.name == exp.spec.model_name(exp.name)), None)
         if model is None:
             return ExperimentObservation()
         pub = self.published(model)
         versions = frozenset(int(k.rsplit("/", 1)[1][:-5]) for k in
                              self.store.list(self.layout.versions(model.name, _uid(model))) if k.endswith(".json"))
-        return ExperimentObservation(model.spec.datasetRef, pub.version if pub else None, versions,
-                                     self._report(exp.name),
+        return ExperimentObservation(model.spec.datasetRef, model.metadata.labels.get(EXPERIMENT_LABEL),
+                                     pub.version if pub else None, versions, self._report(exp.name),
                                      self._report(exp.spec.baselineRef) if exp.spec.baselineRef else None)
 
     def _report(self, experiment: str) -> dict | None:

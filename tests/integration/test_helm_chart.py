@@ -28,6 +28,7 @@ RULES = [
     {"apiGroups": ["shardwise.io"],
      "resources": ["datasets/status", "shardedmodels/status", "forgetrequests/status", "experiments/status"],
      "verbs": ["get", "patch", "update"]},
+    {"apiGroups": ["shardwise.io"], "resources": ["shardedmodels"], "verbs": ["create"]},
     {"apiGroups": ["shardwise.io"], "resources": ["shardedmodels/finalizers", "experiments/finalizers"], "verbs": ["update"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},

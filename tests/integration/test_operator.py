@@ -315,3 +315,40 @@ async def test_a_model_cannot_use_a_dataset_of_another_namespace(cluster):
     assert {c["type"]: c for c in st["conditions"]}["Ready"]["reason"] == "DatasetNotReady"
     r = await cluster.kmock.get("/apis/batch/v1/namespaces/tenant-b/jobs")
     assert not (await r.json()).get("items")
+
+
+async def test_an_experiment_that_trains_creates_its_owned_model_and_tests_it(cluster, monkeypatch):
+    from shardwise.api import Experiment
+
+    # kmock stores a created object as posted; an API server gives it a uid, a resourceVersion and
+    # a generation (kopf's patches and the Jobs' ownerReferences need them): add them as it would
+    emulator = type(cluster.kmock)
+    handle = emulator._handle
+
+    async def like_an_api_server(self, request):
+        if request.action == self.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            meta.setdefault("uid", f"uid-created-{meta.get('name')}")
+            meta.setdefault("resourceVersion", "1")
+            meta.setdefault("generation", 1)
+        return await handle(self, request)
+
+    monkeypatch.setattr(emulator, "_handle", like_an_api_server)
+    await cluster.apply(dataset())
+    await cluster.apply(Experiment.model_validate({
+        "kind": "Experiment", "metadata": {"name": "xt"},
+        "spec": {"datasetRef": "digits", "train": {"shards": 2, "slices": 1,
+                                                   "training": {"epochsPerSlice": 1, "batchSize": 64}}}}))
+    for _ in range(100):
+        created = await cluster.get("shardedmodels", "xt")
+        if created.get("spec"):
+            break
+        await asyncio.sleep(0.1)
+    # created as the Experiment's: labelled, owned (the API server deletes it with the Experiment)
+    assert created["metadata"]["labels"] == {"shardwise.io/experiment": "xt"}
+    assert [(o["kind"], o["name"], o["uid"]) for o in created["metadata"]["ownerReferences"]] == [
+        ("Experiment", "xt", "uid-xt")]
+    assert (created["spec"]["datasetRef"], created["spec"]["shards"], created["spec"]["slices"]) == ("digits", 2, 1)
+    cluster.stand_in = asyncio.create_task(cluster.run_jobs_forever())
+    x = await cluster.wait_for("experiments", "xt", lambda s: s.get("phase") == "Succeeded")
+    assert x["status"]["model"] == "xt" and x["status"]["modelVersion"] == 1 and x["status"]["accuracy"] > 0.5

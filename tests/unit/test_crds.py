@@ -239,3 +239,13 @@ def test_cel_rules_make_the_trained_shape_immutable():
     fr = {"datasetRef": "d", "ownerKey": "p", "sampleIds": [], "deadlineDays": 30}
     assert _allowed("ForgetRequest", fr, fr) == []
     assert _allowed("ForgetRequest", fr, {**fr, "ownerKey": "q"}) == ["spec is immutable"]
+
+
+def test_cel_rule_makes_an_experiments_training_spec_immutable():
+    tested = {"modelRef": "m", "datasetRef": "d", "split": "test"}
+    trains = {"datasetRef": "d", "split": "test", "train": {"shards": 2, "slices": 1}}
+    assert _allowed("Experiment", tested, {**tested, "split": "all"}) == []
+    assert _allowed("Experiment", trains, {**trains, "baselineRef": "b"}) == []
+    assert _allowed("Experiment", trains, {**trains, "train": {"shards": 3, "slices": 1}}) == ["spec.train is immutable"]
+    assert _allowed("Experiment", tested, trains) == ["spec.train is immutable"]
+    assert _allowed("Experiment", trains, tested) == ["spec.train is immutable"]

@@ -1,15 +1,22 @@
 """The Experiment's decisions (pure)."""
 
-from shardwise.api.experiment import ExperimentSpec
-from shardwise.brain.experiment import ExperimentObservation, RunEvaluation, reconcile_experiment
+import pytest
+from pydantic import ValidationError
+
+from shardwise.api import Experiment
+from shardwise.api.experiment import EXPERIMENT_LABEL, ExperimentSpec
+from shardwise.brain.experiment import (CreateModel, ExperimentObservation, RunEvaluation, build_experiment_model,
+                                        reconcile_experiment)
 
 SPEC = ExperimentSpec(modelRef="m", datasetRef="d")
 VERSIONS = frozenset({1, 2, 3, 4})
 
 
 def obs(published: int | None = 3, report: dict | None = None, baseline: dict | None = None,
-        dataset: str | None = "d", versions: frozenset[int] = VERSIONS) -> ExperimentObservation:
-    return ExperimentObservation(dataset, published, versions, report, baseline)
+        dataset: str | None = "d", versions: frozenset[int] = VERSIONS, owner: str | None = None
+        ) -> ExperimentObservation:
+    return ExperimentObservation(model_dataset=dataset, model_owner=owner, published=published,
+                                 stored_versions=versions, report=report, baseline=baseline)
 
 
 def run(spec: ExperimentSpec, o: ExperimentObservation, status=None, name: str = "x"):
@@ -111,3 +118,35 @@ def test_a_baseline_is_waited_for_then_compared_and_its_delta_shown():
 def test_an_experiment_cannot_be_its_own_baseline():
     acts, st = run(AFTER, obs(), name="before")
     assert acts == [] and st.phase == "Failed" and "spec.baselineRef" in st.condition("Ready").message
+
+
+TRAINS = ExperimentSpec(datasetRef="d", train={"shards": 2, "slices": 3})
+
+
+def test_an_experiment_that_trains_creates_its_model_then_tests_it():
+    acts, st = run(TRAINS, obs(dataset=None), name="x")
+    assert acts == [CreateModel("x")] and st.phase == "Pending" and st.condition("Ready").reason == "TrainingModel"
+    assert st.model == "x"
+    acts, st = run(TRAINS, obs(published=None, owner="x"), st, name="x")
+    assert acts == [] and "(training it)" in st.condition("Ready").message
+    acts, st = run(TRAINS, obs(published=1, owner="x"), st, name="x")
+    assert acts == [RunEvaluation(1, "k")]
+
+
+def test_a_model_of_that_name_that_is_not_the_experiments_is_refused():
+    acts, st = run(TRAINS, obs(owner=None), name="x")
+    assert acts == [] and st.phase == "Failed" and "spec.train" in st.condition("Ready").message
+
+
+def test_the_trained_model_is_built_from_the_experiment():
+    exp = Experiment.model_validate({"kind": "Experiment", "metadata": {"name": "x", "namespace": "team-a"},
+                                     "spec": TRAINS.model_dump(mode="json", exclude_none=True)})
+    m = build_experiment_model(exp)
+    assert (m.name, m.namespace, m.metadata.labels) == ("x", "team-a", {EXPERIMENT_LABEL: "x"})
+    assert (m.spec.datasetRef, m.spec.shards, m.spec.slices) == ("d", 2, 3)
+
+
+@pytest.mark.parametrize("spec", [{"datasetRef": "d"}, {"datasetRef": "d", "modelRef": "m", "train": {}}])
+def test_exactly_one_of_model_ref_and_train(spec):
+    with pytest.raises(ValidationError, match="spec.modelRef, spec.train: give exactly one"):
+        ExperimentSpec.model_validate(spec)

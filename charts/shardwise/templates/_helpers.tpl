@@ -30,6 +30,10 @@ exact list: change all three together. */}}
 - apiGroups: ["shardwise.io"]
   resources: ["datasets/status", "shardedmodels/status", "forgetrequests/status", "experiments/status"]
   verbs: ["get", "patch", "update"]
+# an Experiment with spec.train creates its ShardedModel (owned by the Experiment)
+- apiGroups: ["shardwise.io"]
+  resources: ["shardedmodels"]
+  verbs: ["create"]
 # Jobs carry a controller ownerReference to their ShardedModel or Experiment with blockOwnerDeletion;
 # where the OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift, hardened
 # clusters) creating such a Job needs update on the owner's finalizers subresource.

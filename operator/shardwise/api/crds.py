@@ -48,6 +48,8 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
     ],
     "ForgetRequest": [{"rule": "self == oldSelf", "message": "spec is immutable"}],
     "Dataset": [{"rule": "self.source == oldSelf.source", "message": "spec.source is immutable"}],
+    "Experiment": [{"rule": "has(self.train) == has(oldSelf.train) && (!has(self.train) || self.train == oldSelf.train)",
+                    "message": "spec.train is immutable"}],
 }
 
 

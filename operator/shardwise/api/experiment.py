@@ -9,20 +9,39 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shardwise.api.common import Name, Resource, StatusBase, Strict
+from shardwise.api.model import ModelSettings
+
+
+EXPERIMENT_LABEL = "shardwise.io/experiment"  # on the ShardedModel an Experiment trains
 
 
 class ExperimentSpec(Strict):
-    modelRef: Name = Field(description="ShardedModel in the same namespace.")
+    modelRef: Name | None = Field(None, description="ShardedModel in the same namespace to test (or give `train`).")
+    train: ModelSettings | None = Field(
+        None, description="Train a new ShardedModel for this Experiment instead of naming one: the settings of its "
+        "spec (the Dataset is datasetRef). It is named like the Experiment, owned by it, and deleted with it. "
+        "Immutable.")
     modelVersion: int | None = Field(None, ge=1, description="Model version to test; the published one when left out.")
     datasetRef: Name = Field(description="Dataset to test on.")
     split: Literal["test", "train", "all"] = "test"
     baselineRef: Name | None = Field(None, description="Another Experiment to compare with.")
 
+    @model_validator(mode="after")
+    def _one_model(self) -> "ExperimentSpec":
+        if (self.modelRef is None) == (self.train is None):
+            raise ValueError("spec.modelRef, spec.train: give exactly one (a model to test, or one to train)")
+        return self
+
+    def model_name(self, experiment: str) -> str:
+        """The ShardedModel tested: modelRef, or the one trained for this Experiment (its own name)."""
+        return self.modelRef or experiment
+
 
 class ExperimentStatus(StatusBase):
+    model: str | None = Field(None, description="The ShardedModel tested (spec.modelRef, or the one it trains).")
     modelVersion: int | None = Field(None, ge=1, description="The model version tested.")
     accuracy: float | None = Field(None, description="Ensemble accuracy on the split.")
     macroF1: float | None = Field(None, description="Mean F1 over the classes present in the split.")
@@ -41,7 +60,7 @@ class Experiment(Resource[ExperimentSpec, ExperimentStatus]):
     SHORT_NAMES: ClassVar[list[str]] = ["swx"]
     PRINTER_COLUMNS: ClassVar[list[tuple[str, str, str, str]]] = [
         ("Phase", "string", ".status.phase", ""),
-        ("Model", "string", ".spec.modelRef", ""),
+        ("Model", "string", ".status.model", ""),
         ("Version", "integer", ".status.modelVersion", ""),
         ("Accuracy", "number", ".status.accuracy", ""),
         ("MacroF1", "number", ".status.macroF1", ""),

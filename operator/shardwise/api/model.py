@@ -52,8 +52,9 @@ class ResourcesSpec(Strict):
     queueName: str | None = Field(None, max_length=63, description="Kueue LocalQueue (kueue.x-k8s.io/queue-name).")
 
 
-class ShardedModelSpec(Strict):
-    datasetRef: Name = Field(description="Name of a Dataset in the same namespace. Immutable once trained.")
+class ModelSettings(Strict):
+    """Everything of a ShardedModel's spec but its Dataset (an Experiment that trains names that itself)."""
+
     shards: int = Field(4, ge=1, le=1024, description="S: number of constituent models. Immutable.")
     slices: int = Field(4, ge=1, le=1024, description="R: slices per shard, one checkpoint after each. Immutable.")
     groupBy: Literal["owner", "none"] = Field(
@@ -71,6 +72,10 @@ class ShardedModelSpec(Strict):
         "Retain", description="Delete: remove checkpoints and versions from the store when the model is deleted."
     )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+
+class ShardedModelSpec(ModelSettings):
+    datasetRef: Name = Field(description="Name of a Dataset in the same namespace. Immutable once trained.")
 
 
 class ShardedModelStatus(StatusBase):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shardwise.api.experiment import ExperimentSpec, ExperimentStatus
+from shardwise.api import Experiment, ShardedModel
+from shardwise.api.experiment import EXPERIMENT_LABEL, ExperimentSpec, ExperimentStatus
 
 
 @dataclass(frozen=True)
 class ExperimentObservation:
     """What the reconciler read for one Experiment."""
 
-    model_dataset: str | None = None  # the Dataset of spec.modelRef; None: no such ShardedModel
+    model_dataset: str | None = None  # the Dataset of the model tested; None: no such ShardedModel
+    model_owner: str | None = None  # its shardwise.io/experiment label: the Experiment that trains it
     published: int | None = None
     stored_versions: frozenset[int] = field(default_factory=frozenset)  # version manifests in the store
     report: dict | None = None  # this Experiment's stored report
@@ -30,32 +32,64 @@ class RunEvaluation:
     report_key: str
 
 
+@dataclass(frozen=True)
+class CreateModel:
+    """Create the ShardedModel a `spec.train` Experiment trains (see build_experiment_model)."""
+
+    name: str
+
+
+def build_experiment_model(exp: Experiment) -> ShardedModel:
+    """The ShardedModel of an Experiment with spec.train: its name, labelled as the Experiment's. Pure.
+
+    The kube body adds an ownerReference (deleting the Experiment deletes it); the local
+    registry deletes it with the Experiment."""
+    assert exp.spec.train is not None
+    return ShardedModel.model_validate({
+        "kind": "ShardedModel",
+        "metadata": {"name": exp.name, "namespace": exp.namespace, "labels": {EXPERIMENT_LABEL: exp.name}},
+        "spec": {"datasetRef": exp.spec.datasetRef, **exp.spec.train.model_dump(mode="json")},
+    })
+
+
 def _compared_with(report: dict) -> tuple[str | None, int | None]:
     c = report.get("comparison") or {}
     return c.get("baseline"), c.get("baselineVersion")
 
 
 def reconcile_experiment(name: str, spec: ExperimentSpec, status: ExperimentStatus | None, generation: int | None,
-                         obs: ExperimentObservation, report_key: str) -> tuple[list[RunEvaluation], ExperimentStatus]:
+                         obs: ExperimentObservation, report_key: str
+                         ) -> tuple[list[RunEvaluation | CreateModel], ExperimentStatus]:
     st = (status or ExperimentStatus()).model_copy(deep=True)
     st.observedGeneration = generation
 
-    def stop(phase: str, reason: str, message: str) -> tuple[list[RunEvaluation], ExperimentStatus]:
+    def stop(phase: str, reason: str, message: str) -> tuple[list[RunEvaluation | CreateModel], ExperimentStatus]:
         st.phase = phase
         st.set_condition("Ready", "False", reason, message)
         return [], st
 
     if spec.baselineRef == name:
         return stop("Failed", "InvalidSpec", "spec.baselineRef: an Experiment cannot be its own baseline")
+    model = spec.model_name(name)
+    st.model = model
+    if spec.train is not None:
+        if obs.model_dataset is None:
+            st.phase = "Pending"
+            st.set_condition("Ready", "False", "TrainingModel", f"creating ShardedModel {model!r} to train")
+            return [CreateModel(model)], st
+        if obs.model_owner != name:
+            return stop("Failed", "InvalidSpec", f"spec.train: ShardedModel {model!r} already exists and is not "
+                                                 "this Experiment's; rename the Experiment or use spec.modelRef")
     if obs.model_dataset is None:
-        return stop("Pending", "ModelNotFound", f"no ShardedModel {spec.modelRef!r} in this namespace")
+        return stop("Pending", "ModelNotFound", f"no ShardedModel {model!r} in this namespace")
     if obs.model_dataset != spec.datasetRef:
         return stop("Failed", "InvalidSpec",
-                    f"spec.datasetRef: model {spec.modelRef!r} is trained on {obs.model_dataset!r}, not "
+                    f"spec.datasetRef: model {model!r} is trained on {obs.model_dataset!r}, not "
                     f"{spec.datasetRef!r} (testing on another dataset is not built yet)")
     version = spec.modelVersion or obs.published
     if version is None:
-        return stop("Pending", "ModelNotPublished", f"waiting for {spec.modelRef!r} to publish a version")
+        return stop("Pending", "ModelNotPublished", f"waiting for {model!r} to publish a version"
+                    + (" (training it)" if spec.train is not None else ""))
     report = obs.report if obs.report and obs.report.get("version") == version else None
     base = obs.baseline
     stale = report is not None and spec.baselineRef is not None and base is not None and \
@@ -64,10 +98,10 @@ def reconcile_experiment(name: str, spec: ExperimentSpec, status: ExperimentStat
         if version not in obs.stored_versions:
             if obs.published is None or version > obs.published:
                 return stop("Pending", "ModelNotPublished",
-                            f"spec.modelVersion: waiting for {spec.modelRef!r} to publish version {version} "
+                            f"spec.modelVersion: waiting for {model!r} to publish version {version} "
                             f"(published: {obs.published or 'none'})")
             return stop("Failed", "VersionNotFound",
-                        f"spec.modelVersion: version {version} of {spec.modelRef!r} is no longer in the store "
+                        f"spec.modelVersion: version {version} of {model!r} is no longer in the store "
                         "(purged: it held forgotten or dropped samples); test a newer version")
         if spec.baselineRef and base is None:
             return stop("Pending", "BaselineNotReady",

@@ -19,13 +19,14 @@ from pydantic import ValidationError
 from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import Resource
 from shardwise.api.dataset import DatasetStatus
-from shardwise.brain.experiment import reconcile_experiment
+from shardwise.brain.experiment import CreateModel, build_experiment_model, reconcile_experiment
 from shardwise.brain.model import Evaluate, Publish, Purge, StartJob, reconcile_model
 from shardwise.control import StoreControl
 from shardwise.errors import ShardwiseError
 from shardwise.kube.client import Kube
-from shardwise.kube.jobs import (TrainerSettings, build_evaluation_job, build_experiment_job, build_training_job,
-                                 evaluation_job_name, experiment_job_name)
+from shardwise.kube.jobs import (TrainerSettings, build_evaluation_job, build_experiment_job,
+                                 build_experiment_model_body, build_training_job, evaluation_job_name,
+                                 experiment_job_name)
 from shardwise.kube.settings import OperatorSettings
 from shardwise.local.manifests import describe_validation
 from shardwise.store import open_store
@@ -176,7 +177,12 @@ class Body:
         key = control.layout.experiment_report(exp.name)
         actions, status = reconcile_experiment(exp.name, exp.spec, exp.status, exp.metadata.generation, obs, key)
         for a in actions:
-            model = next(m for m in models if m.name == exp.spec.modelRef)
+            if isinstance(a, CreateModel):  # its own events bring the next passes
+                if await self.kube.create("shardedmodels", exp.namespace,
+                                          build_experiment_model_body(exp, build_experiment_model(exp))):
+                    kopf.info(exp.to_doc(), reason="ModelCreated", message=f"training ShardedModel {a.name}")
+                continue
+            model = next(m for m in models if m.name == exp.spec.model_name(exp.name))
             name = experiment_job_name(exp.name, a.model_version)
             if name in await self.kube.jobs_of(exp.namespace, model.name):
                 continue  # running already: its completion event brings the next pass

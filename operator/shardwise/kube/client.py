@@ -49,6 +49,16 @@ class Kube:
         await self.custom.patch_namespaced_custom_object_status(
             API_GROUP, API_VERSION, ns, plural, name, {"status": status}, _content_type=MERGE)
 
+    async def create(self, plural: str, ns: str, body: dict[str, Any]) -> bool:
+        """Create a custom object; False when one of that name exists already."""
+        try:
+            await self.custom.create_namespaced_custom_object(API_GROUP, API_VERSION, ns, plural, body)
+            return True
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+
     async def create_job(self, ns: str, body: dict[str, Any]) -> bool:
         """False when it already exists: Job names are deterministic, so that means done already."""
         try:

@@ -132,10 +132,7 @@ def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str]
             "name": name,
             "namespace": model.namespace,
             "labels": labels,
-            "ownerReferences": [{
-                "apiVersion": owner.apiVersion, "kind": owner.kind, "name": owner.name,
-                "uid": owner.metadata.uid, "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [owner_reference(owner)],
         },
         "spec": {
             "backoffLimit": s.backoff_limit,
@@ -149,3 +146,18 @@ def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str]
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def owner_reference(owner: Resource) -> dict[str, Any]:
+    """The owner's controller reference: deleting the owner deletes what carries it."""
+    return {"apiVersion": owner.apiVersion, "kind": owner.kind, "name": owner.name,
+            "uid": owner.metadata.uid, "controller": True, "blockOwnerDeletion": True}
+
+
+def build_experiment_model_body(experiment: Resource, model: ShardedModel) -> dict[str, Any]:
+    """The ShardedModel custom object an Experiment with spec.train creates, owned by the Experiment."""
+    doc = model.to_doc()
+    doc["metadata"] = {"name": model.name, "namespace": model.namespace, "labels": dict(model.metadata.labels),
+                       "ownerReferences": [owner_reference(experiment)]}
+    doc.pop("status", None)
+    return doc

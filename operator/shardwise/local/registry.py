@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 from typing import TypeVar
 
-from shardwise.api import KINDS
+from shardwise.api import KINDS, Experiment, ShardedModel
+from shardwise.api.experiment import EXPERIMENT_LABEL
 from shardwise.api.common import Resource, iso, now
 from shardwise.errors import InvalidInput, NotFound
 from shardwise.store.base import Store
@@ -22,6 +23,7 @@ IMMUTABLE = {
     "ShardedModel": ("datasetRef", "shards", "slices", "groupBy"),
     "Dataset": ("source", "testFraction", "seed"),
     "ForgetRequest": ("datasetRef", "sampleIds", "ownerKey"),
+    "Experiment": ("train",),
 }
 
 
@@ -96,6 +98,10 @@ class Registry:
         if self.get(cls, name) is None:
             raise NotFound(f"{cls.KIND} {self.namespace}/{name} not found")
         self.store.delete(self._key(cls, name))
+        if cls is Experiment:  # what the API server's garbage collector does for its owned model
+            for m in self.list(ShardedModel):
+                if m.metadata.labels.get(EXPERIMENT_LABEL) == name:
+                    self.store.delete(self._key(ShardedModel, m.name))
 
 
 def kind_of(word: str) -> type[Resource]:

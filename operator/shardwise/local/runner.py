@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
-from shardwise.brain.experiment import reconcile_experiment
+from shardwise.brain.experiment import CreateModel, build_experiment_model, reconcile_experiment
 from shardwise.brain.model import Evaluate, Publish, Purge, StartJob, reconcile_model
 from shardwise.control import StoreControl
 from shardwise.datasets import DatasetView
@@ -141,8 +141,13 @@ class LocalRunner:
         obs = self.control.experiment_inputs(exp, models)
         key = self.control.layout.experiment_report(exp.name)
         actions, status = reconcile_experiment(exp.name, exp.spec, exp.status, exp.metadata.generation, obs, key)
-        for a in actions:  # the evaluation Job's code, in-process (the kube body runs it as a Job)
-            model = next(m for m in models if m.name == exp.spec.modelRef)
+        for a in actions:
+            if isinstance(a, CreateModel):  # trained by the model loop from the next pass on
+                self.registry.apply(build_experiment_model(exp))
+                self.log(f"experiment/{exp.name}: created shardedmodel/{a.name} to train")
+                continue
+            # the evaluation Job's code, in-process (the kube body runs it as a Job)
+            model = next(m for m in models if m.name == exp.spec.model_name(exp.name))
             request = self.store.get_json(self.control.write_experiment_request(exp, model, a.model_version))
             evaluate_version(self.store, request)
         return self._put(exp, status) or bool(actions)
