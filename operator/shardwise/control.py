@@ -488,9 +488,11 @@ class StoreControl:
         pub = self.published(model)
         versions = frozenset(int(k.rsplit("/", 1)[1][:-5]) for k in
                              self.store.list(self.layout.versions(model.name, _uid(model))) if k.endswith(".json"))
-        return ExperimentObservation(model.spec.datasetRef, model.metadata.labels.get(EXPERIMENT_LABEL),
+        ds = model.spec.datasetRef
+        return ExperimentObservation(ds, model.metadata.labels.get(EXPERIMENT_LABEL),
                                      pub.version if pub else None, versions, self._report(exp.name),
-                                     self._report(exp.spec.baselineRef) if exp.spec.baselineRef else None)
+                                     self._report(exp.spec.baselineRef) if exp.spec.baselineRef else None,
+                                     self.datasets.current_revision(ds) if self.datasets.exists(ds) else None)
 
     def _report(self, experiment: str) -> dict | None:
         try:
@@ -503,6 +505,7 @@ class StoreControl:
         self.store.put_json(key, {"namespace": self.namespace, "model": model.name, "uid": _uid(model),
                                   "version": version, "spec": model.spec.model_dump(mode="json"),
                                   "split": exp.spec.split, "output": self.layout.experiment_report(exp.name),
+                                  "datasetRevision": exp.spec.datasetRevision,
                                   "experiment": exp.name, "predictions": self.layout.experiment_predictions(exp.name),
                                   "baseline": exp.spec.baselineRef and {
                                       "experiment": exp.spec.baselineRef,

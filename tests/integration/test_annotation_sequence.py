@@ -92,6 +92,16 @@ def test_train_diagnose_fix_in_the_page_retrain_and_compare(tmp_path, monkeypatc
     assert (cmp["baseline"], cmp["baselineVersion"]) == ("before-fixes", 1)
     assert cmp["deltas"]["accuracy"] == pytest.approx(after.accuracy - before.accuracy)
 
+    # the model's share, another way: version 1 tested on the corrected revision (spec.datasetRevision)
+    same_labels = Experiment.model_validate({"kind": "Experiment", "metadata": {"name": "v1-on-corrected"},
+                                             "spec": {"modelRef": "noisy-mlp", "modelVersion": 1,
+                                                      "datasetRef": "noisy-digits", "datasetRevision": 1 + FIXES}})
+    reg.apply(same_labels)
+    assert sw("reconcile") == 0
+    v1_fixed = reg.require(Experiment, "v1-on-corrected").status
+    assert v1_fixed.phase == "Succeeded" and v1_fixed.accuracy >= before.accuracy
+    assert cmp["modelDelta"] == pytest.approx(after.accuracy - v1_fixed.accuracy)
+
     capsys.readouterr()
     assert sw("report", "after-fixes", "--out", str(tmp_path / "after.html")) == 0
     page_html = (tmp_path / "after.html").read_text()
@@ -100,5 +110,6 @@ def test_train_diagnose_fix_in_the_page_retrain_and_compare(tmp_path, monkeypatc
         print(f"\nannotation sequence: {right}/{FIXES} fixes were flipped labels; retrained "
               f"{sorted(expected.items())} (shard: from slice); trainer compute {part:.2f} s vs {full:.2f} s for "
               f"the first training ({part / full:.0%}); accuracy {before.accuracy:.4f} -> {after.accuracy:.4f} "
-              f"({after.accuracyDelta:+.4f}; model's share on the same labels {cmp['modelDelta']:+.4f}, "
+              f"({after.accuracyDelta:+.4f}; version 1 on the corrected labels {v1_fixed.accuracy:.4f}, so the "
+              f"model's share is {cmp['modelDelta']:+.4f}: "
               f"{len(cmp['wrongToRight'])} wrong->right, {len(cmp['rightToWrong'])} right->wrong)")

@@ -150,3 +150,16 @@ def test_the_trained_model_is_built_from_the_experiment():
 def test_exactly_one_of_model_ref_and_train(spec):
     with pytest.raises(ValidationError, match="spec.modelRef, spec.train: give exactly one"):
         ExperimentSpec.model_validate(spec)
+
+
+def test_a_dataset_revision_is_waited_for_and_a_report_of_another_revision_is_redone():
+    on_rev = SPEC.model_copy(update={"datasetRevision": 5})
+    acts, st = run(on_rev, ExperimentObservation(model_dataset="d", published=3, stored_versions=VERSIONS,
+                                                 dataset_revision=4))
+    assert acts == [] and st.phase == "Pending" and st.condition("Ready").reason == "RevisionNotFound"
+    assert "spec.datasetRevision" in st.condition("Ready").message
+    base = dict(model_dataset="d", published=3, stored_versions=VERSIONS, dataset_revision=5)
+    acts, _ = run(on_rev, ExperimentObservation(**base, report=report(datasetRevision=1)))
+    assert acts == [RunEvaluation(3, "k")]  # tested on revision 1: not what is asked
+    acts, st = run(on_rev, ExperimentObservation(**base, report=report(datasetRevision=5)))
+    assert acts == [] and st.phase == "Succeeded"

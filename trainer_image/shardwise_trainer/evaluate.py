@@ -27,7 +27,8 @@ def evaluate_version(store: Store, request: dict[str, Any]) -> dict[str, Any]:
     spec = ShardedModelSpec.model_validate(request["spec"])
     name, uid, n = request["model"], request["uid"], int(request["version"])
     version = VersionManifest.from_dict(store.get_json(L.version(name, uid, n)))
-    view = DatasetStore(store, L).view(spec.datasetRef, version.revision)
+    # an Experiment may test on a later revision (corrected labels); otherwise the version's own
+    view = DatasetStore(store, L).view(spec.datasetRef, int(request.get("datasetRevision") or version.revision))
     split = request.get("split", "test")
     if request.get("predictions"):
         result = experiment_report(store, request, spec, version, view)
@@ -44,11 +45,13 @@ def evaluate_version(store: Store, request: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def predict_all(store: Store, spec: ShardedModelSpec, finals: list[CheckpointRef], view: DatasetView):
-    """Predictions of every shard's final checkpoint over every active sample of the view's revision."""
+def predict_all(store: Store, spec: ShardedModelSpec, finals: list[CheckpointRef], view: DatasetView,
+                forgotten: np.ndarray | None = None):
+    """Predictions of every shard's final checkpoint over every active sample of the view's revision,
+    less `forgotten` (a mask: samples tombstoned since, whose rows may no longer be written anywhere)."""
     from shardwise.diagnosis.predictions import Predictions
 
-    act = np.flatnonzero(view.state.active)
+    act = np.flatnonzero(view.state.active & ~(forgotten if forgotten is not None else False))
     a = view.assignment(spec.shards, spec.slices, spec.training.seed, spec.groupBy == "owner")
     names = view.table.class_names
     probs = predict_proba(store, spec, finals, view.table.features[act], len(names))
@@ -64,10 +67,15 @@ def experiment_report(store: Store, request: dict[str, Any], spec: ShardedModelS
     from shardwise.diagnosis.diagnose import diagnose
 
     split = request.get("split", "test")
-    preds = predict_all(store, spec, version.finals(), view)
+    # testing an older revision after a forget: the samples tombstoned since stay out (their
+    # payload rows are scrubbed, and the purge scan would rightly find their ids here)
+    ds = DatasetStore(store, Layout(request["namespace"]))
+    now = ds.state(spec.datasetRef, ds.current_revision(spec.datasetRef))
+    preds = predict_all(store, spec, version.finals(), view, now.tombstoned_at > 0)
     store.put_verified(request["predictions"], preds.to_npz())
     report = {"experiment": request.get("experiment"), "model": request["model"], "version": version.version,
-              "dataset": spec.datasetRef, "datasetRevision": version.revision, "split": split,
+              "dataset": spec.datasetRef, "datasetRevision": view.state.revision, "modelRevision": version.revision,
+              "split": split,
               **diagnose(preds, split), "predictionsKey": request["predictions"], "comparison": None}
     if request.get("baseline"):
         report["comparison"] = compare_with_baseline(store, report, preds, request["baseline"])

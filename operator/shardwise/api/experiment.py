@@ -26,6 +26,9 @@ class ExperimentSpec(Strict):
         "Immutable.")
     modelVersion: int | None = Field(None, ge=1, description="Model version to test; the published one when left out.")
     datasetRef: Name = Field(description="Dataset to test on.")
+    datasetRevision: int | None = Field(
+        None, ge=1, description="Dataset revision whose samples and labels are tested; the revision the model version "
+        "was trained on when left out. A later one tests on corrected labels, without samples dropped since.")
     split: Literal["test", "train", "all"] = "test"
     baselineRef: Name | None = Field(None, description="Another Experiment to compare with.")
 

@@ -24,6 +24,7 @@ class ExperimentObservation:
     stored_versions: frozenset[int] = field(default_factory=frozenset)  # version manifests in the store
     report: dict | None = None  # this Experiment's stored report
     baseline: dict | None = None  # the baseline Experiment's stored report
+    dataset_revision: int | None = None  # the Dataset's current revision
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,12 @@ def reconcile_experiment(name: str, spec: ExperimentSpec, status: ExperimentStat
     if version is None:
         return stop("Pending", "ModelNotPublished", f"waiting for {model!r} to publish a version"
                     + (" (training it)" if spec.train is not None else ""))
-    report = obs.report if obs.report and obs.report.get("version") == version else None
+    wanted = spec.datasetRevision
+    if wanted is not None and (obs.dataset_revision or 0) < wanted:
+        return stop("Pending", "RevisionNotFound", f"spec.datasetRevision: waiting for Dataset {spec.datasetRef!r} "
+                                                   f"to reach revision {wanted} (now {obs.dataset_revision or 'none'})")
+    report = obs.report if obs.report and obs.report.get("version") == version and (
+        wanted is None or obs.report.get("datasetRevision") == wanted) else None
     base = obs.baseline
     stale = report is not None and spec.baselineRef is not None and base is not None and \
         _compared_with(report) != (spec.baselineRef, base.get("version"))
