@@ -38,7 +38,7 @@ def machine() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent.parent).stdout
         except OSError:
             return ""
 
