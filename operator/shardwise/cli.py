@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from shardwise.api import Dataset, ForgetRequest, ShardedModel
 from shardwise.api.common import dns_label_ok
 from shardwise.api.forget import ForgetRequestSpec
-from shardwise.errors import InvalidInput, NotFound, ShardwiseError
+from shardwise.errors import InvalidInput, NotFound, ShardwiseError, reading
 from shardwise.local.lock import ReconcilerLock
 from shardwise.local.manifests import describe_validation, load_manifests
 from shardwise.local.registry import Registry, kind_of
@@ -215,12 +215,8 @@ def cmd_forget(args) -> int:
     if reg.get(Dataset, args.dataset) is None:
         raise NotFound(f"--dataset: Dataset {args.namespace}/{args.dataset} not found")
     if args.ids_file:
-        try:
+        with reading(f"--ids-file {args.ids_file}"):
             text = Path(args.ids_file).read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise InvalidInput(f"--ids-file {args.ids_file}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
-        except OSError as e:
-            raise InvalidInput(f"--ids-file {args.ids_file}: cannot be read: {e.strerror or e}") from None
         ids = [line.strip() for line in text.splitlines() if line.strip()]
     elif args.ids:
         ids = [i.strip() for i in args.ids.split(",") if i.strip()]

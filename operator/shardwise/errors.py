@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class ShardwiseError(Exception):
     """Base class: a message that names the field or object at fault."""
@@ -25,3 +28,14 @@ class CorruptObject(ShardwiseError):
 
 class StoreUnavailable(ShardwiseError):
     """The object store cannot be reached or is not configured."""
+
+
+@contextlib.contextmanager
+def reading(what: str) -> Iterator[None]:
+    """Reading a user's text file: a decode or OS error becomes InvalidInput naming `what`."""
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"{what}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
+    except OSError as e:  # a folder, no permission, ...
+        raise InvalidInput(f"{what}: cannot be read: {e.strerror or e}") from None

@@ -13,7 +13,7 @@ from shardwise.api import ShardedModel
 from shardwise.brain.ensemble import aggregate
 from shardwise.brain.versions import VersionManifest
 from shardwise.datasets import DatasetStore
-from shardwise.errors import InvalidInput, NotFound
+from shardwise.errors import InvalidInput, NotFound, reading
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
 
@@ -26,12 +26,8 @@ def read_features(path: Path, dim: int) -> tuple[list[str], np.ndarray]:
         raise InvalidInput(f"{path}: no such file")
     ids: list[str] = []
     rows: list[list[float]] = []
-    try:
+    with reading(str(path)):
         _read_rows(path, ids, rows)
-    except UnicodeDecodeError as e:
-        raise InvalidInput(f"{path}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
-    except OSError as e:  # a folder, no permission, ...
-        raise InvalidInput(f"{path}: cannot be read: {e.strerror or e}") from None
     for n, r in enumerate(rows, 1):
         if len(r) != dim:
             raise InvalidInput(f"{path} row {n}: {len(r)} features, the model expects {dim}")

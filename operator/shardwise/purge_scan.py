@@ -219,6 +219,11 @@ class _Scan:
         v = self.view(dataset)
         return None if v is None else v.state.tombstoned_at
 
+    def forgotten_ids(self, datasets: Iterable[str]) -> np.ndarray:
+        """Ids of the samples the given Datasets forgot (those that can be read)."""
+        return np.concatenate([v.table.ids[v.state.tombstoned_at > 0] for d in datasets
+                               if (v := self.view(d)) is not None] or [np.array([], dtype=str)])
+
     def latest_forget(self) -> int:
         """The highest tombstone revision of any Dataset (0 when nothing was forgotten)."""
         return max((int(v.state.tombstoned_at.max()) for v in self.views.values()
@@ -376,8 +381,7 @@ class _Scan:
         except (ShardwiseError, ValueError, KeyError, TypeError, AttributeError) as err:
             self.find(e, "report", f"cannot be read ({type(err).__name__}: {err}); it may name forgotten samples")
             return
-        forgotten = [v.table.ids[v.state.tombstoned_at > 0] for d in datasets if (v := self.view(d)) is not None]
-        hit = named[np.isin(named, np.concatenate(forgotten))] if forgotten and len(named) else named[:0]
+        hit = named[np.isin(named, self.forgotten_ids(datasets))]
         if len(hit):
             self.find(e, "report", f"experiment report still lists {len(hit)} forgotten sample(s): {_ids(hit)}")
 
@@ -387,8 +391,7 @@ class _Scan:
             datasets = [ShardedModelSpec.model_validate(request["spec"]).datasetRef]
         except (ShardwiseError, ValueError, KeyError, TypeError):
             datasets = sorted(self.report.forgotten)  # unknown: any Dataset's forgotten ids count
-        forgotten = np.concatenate([v.table.ids[v.state.tombstoned_at > 0] for d in datasets
-                                    if (v := self.view(d)) is not None] or [np.array([], dtype=str)])
+        forgotten = self.forgotten_ids(datasets)
         if not len(forgotten):
             return
         try:

@@ -1,9 +1,8 @@
 """`shardwise report EXPERIMENT`: an Experiment's stored diagnosis as one HTML file and its JSON.
 
 The evaluation wrote report.json and predictions.npz; this reads them back with the Dataset
-revision they were made on (for the thumbnails). The comparison with spec.baselineRef is the
-one the evaluation stored; a report without one is compared here from the two stored runs.
-Nothing is recomputed from the model.
+revision they were made on (for the thumbnails), with the comparison with spec.baselineRef the
+evaluation stored. Nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -64,57 +63,29 @@ def _table(store: Store, L: Layout, report: dict[str, Any], warnings: list[str])
 
 def load_report(store: Store, namespace: str, name: str) -> ReportInputs:
     """Everything the page needs; raises NotFound (naming the Experiment and its phase) before it ran."""
-    from shardwise.diagnosis.compare import compare
-
     L = Layout(namespace)
     exp = Registry(store, namespace).get(Experiment, name)
     notes: list[str] = []
-    if exp is None:
-        # a store the operator writes holds reports but not the cluster's resources: render what is stored
-        try:
-            report = store.get_json(L.experiment_report(name))
-        except NotFound:
-            raise NotFound(f"Experiment {namespace}/{name} not found") from None
-        notes.append(f"Experiment {namespace}/{name} is not a resource of this store (deleted, or a cluster's): "
-                     "showing its stored report as it is")
-        return ReportInputs(report, _predictions(store, report.get("predictionsKey") or L.experiment_predictions(name)),
-                            _table(store, L, report, notes), report.get("comparison"), notes)
-    if exp.status is None or exp.status.phase != "Succeeded":
+    if exp is None:  # a store the operator writes holds reports but not the cluster's resources
+        key, missing = L.experiment_report(name), f"Experiment {namespace}/{name} not found"
+    elif exp.status is None or exp.status.phase != "Succeeded":
         raise NotFound(_not_run(exp))
-    key = exp.status.reportKey or L.experiment_report(name)
+    else:
+        key = exp.status.reportKey or L.experiment_report(name)
+        missing = f"Experiment {namespace}/{name} is Succeeded but its report {key} is not in the store {store.uri}"
     try:
         report = store.get_json(key)
     except NotFound:
-        raise NotFound(f"Experiment {namespace}/{name} is Succeeded but its report {key} is not in the store "
-                       f"{store.uri}") from None
-    out = ReportInputs(report, None, None, None, notes)
-    pkey = report.get("predictionsKey") or L.experiment_predictions(name)
-    out.preds = _predictions(store, pkey)
-    base = exp.spec.baselineRef
-    if out.preds is None and base:
-        out.warnings.append(f"predictions {pkey} are not in the store: no comparison with {base}")
-    out.table = _table(store, L, report, out.warnings)
-    stored = report.get("comparison")
-    if stored and "error" not in stored:  # made by the evaluation Job
-        out.comparison = stored
-        return out
-    if stored:
-        out.warnings.append(f"the evaluation could not compare with {stored.get('baseline')}: {stored['error']}")
-    # a report from before comparisons were stored, or whose baseline was not ready: compare now
-    if base and out.preds is not None:
-        try:
-            base_report = store.get_json(L.experiment_report(base))
-        except NotFound:
-            out.warnings.append(f"spec.baselineRef: Experiment {base} has no report yet: no comparison")
-            return out
-        base_report.setdefault("experiment", base)  # a report written before it carried its name
-        bkey = base_report.get("predictionsKey") or L.experiment_predictions(base)
-        base_preds = _predictions(store, bkey)
-        if base_preds is None:
-            out.warnings.append(f"spec.baselineRef: Experiment {base} has no predictions ({bkey}): no comparison")
-            return out
-        out.comparison = compare(report, base_report, out.preds, base_preds)
-    return out
+        raise NotFound(missing) from None
+    if exp is None:
+        notes.append(f"Experiment {namespace}/{name} is not a resource of this store (deleted, or a cluster's): "
+                     "showing its stored report as it is")
+    preds = _predictions(store, report.get("predictionsKey") or L.experiment_predictions(name))
+    comparison = report.get("comparison")  # made by the evaluation Job
+    if comparison and "error" in comparison:
+        notes.append(f"the evaluation could not compare with {comparison.get('baseline')}: {comparison['error']}")
+        comparison = None
+    return ReportInputs(report, preds, _table(store, L, report, notes), comparison, notes)
 
 
 def render(inputs: ReportInputs) -> str:

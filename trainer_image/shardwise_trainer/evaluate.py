@@ -28,10 +28,12 @@ def evaluate_version(store: Store, request: dict[str, Any]) -> dict[str, Any]:
     name, uid, n = request["model"], request["uid"], int(request["version"])
     version = VersionManifest.from_dict(store.get_json(L.version(name, uid, n)))
     # an Experiment may test on a later revision (corrected labels); otherwise the version's own
-    view = DatasetStore(store, L).view(spec.datasetRef, int(request.get("datasetRevision") or version.revision))
+    datasets = DatasetStore(store, L)
+    view = datasets.view(spec.datasetRef, int(request.get("datasetRevision") or version.revision))
     split = request.get("split", "test")
     if request.get("predictions"):
-        result = experiment_report(store, request, spec, version, view)
+        now = datasets.state(spec.datasetRef, datasets.current_revision(spec.datasetRef))
+        result = experiment_report(store, request, spec, version, view, now.tombstoned_at > 0)
         store.put_json(request.get("output") or L.experiment_report(request["experiment"]), result)
         return result
     chosen = {"test": ~view.train, "train": view.train, "all": np.ones_like(view.train)}[split]
@@ -60,18 +62,18 @@ def predict_all(store: Store, spec: ShardedModelSpec, finals: list[CheckpointRef
 
 
 def experiment_report(store: Store, request: dict[str, Any], spec: ShardedModelSpec, version: VersionManifest,
-                      view: DatasetView) -> dict[str, Any]:
+                      view: DatasetView, forgotten_now: np.ndarray) -> dict[str, Any]:
     """Writes predictions.npz to request["predictions"] and returns the report (the output is written
     after it, so a report always has its predictions). With request["baseline"] (experiment, report
-    and predictions keys), the report's `comparison` is against that Experiment's stored run."""
+    and predictions keys), the report's `comparison` is against that Experiment's stored run.
+
+    forgotten_now: the samples tombstoned at the Dataset's current revision. Testing an older
+    revision after a forget, they stay out (their payload rows are scrubbed, and the purge scan
+    would rightly find their ids here)."""
     from shardwise.diagnosis.diagnose import diagnose
 
     split = request.get("split", "test")
-    # testing an older revision after a forget: the samples tombstoned since stay out (their
-    # payload rows are scrubbed, and the purge scan would rightly find their ids here)
-    ds = DatasetStore(store, Layout(request["namespace"]))
-    now = ds.state(spec.datasetRef, ds.current_revision(spec.datasetRef))
-    preds = predict_all(store, spec, version.finals(), view, now.tombstoned_at > 0)
+    preds = predict_all(store, spec, version.finals(), view, forgotten_now)
     store.put_verified(request["predictions"], preds.to_npz())
     report = {"experiment": request.get("experiment"), "model": request["model"], "version": version.version,
               "dataset": spec.datasetRef, "datasetRevision": view.state.revision, "modelRevision": version.revision,

@@ -52,7 +52,3 @@ def thumbnail_png(features_row: np.ndarray, size: int = 48) -> bytes:
 def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
-
-def thumbnail_data_uri(features_row: np.ndarray, size: int = 48) -> str:
-    """The thumbnail as a data: URI, to embed in a self-contained page."""
-    return png_data_uri(thumbnail_png(features_row, size))

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from shardwise.api import KINDS
 from shardwise.api.common import API, Resource
-from shardwise.errors import InvalidInput
+from shardwise.errors import InvalidInput, reading
 
 
 def _printable(text: str) -> str:
@@ -64,12 +64,8 @@ def load_manifests(paths: list[str | Path]) -> list[Resource]:
     out: list[Resource] = []
     seen: dict[tuple[str, str, str], str] = {}
     for f in files:
-        try:
+        with reading(str(f)):
             text = f.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise InvalidInput(f"{f}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
-        except OSError as e:
-            raise InvalidInput(f"{f}: cannot be read: {e.strerror or e}") from None
         try:
             docs = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as e:

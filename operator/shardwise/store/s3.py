@@ -57,6 +57,11 @@ class ObjectVersion:
     size: int | None = None
 
 
+def _is_latest(o) -> bool:
+    """The SDK gives a listed version's IsLatest as the XML text ("true") on some servers."""
+    return str(o.is_latest).lower() == "true"
+
+
 def retention_blocks_purge(bucket: str, config: ObjectLockConfig | None) -> str | None:
     """Why a bucket's object-lock configuration forbids storing checkpoints in it, or None. Pure.
 
@@ -252,7 +257,7 @@ class S3Store(Store):
         full = self.prefix + check_prefix(prefix)
         n = len(self.prefix)
         found = self._call(f"list versions {prefix or '(all)'}", lambda: self._versions_of(full))
-        out = [ObjectVersion(o.object_name[n:], o.version_id, str(o.is_latest).lower() == "true",
+        out = [ObjectVersion(o.object_name[n:], o.version_id, _is_latest(o),
                              bool(o.is_delete_marker), o.size) for o in found]
         return sorted(out, key=lambda v: (v.key, not v.is_latest))
 
@@ -261,7 +266,7 @@ class S3Store(Store):
 
         def go() -> None:
             for o in self._versions_of(k):
-                if o.object_name != k or (keep_latest and str(o.is_latest).lower() == "true"):
+                if o.object_name != k or (keep_latest and _is_latest(o)):
                     continue  # the listing is by prefix: "a/k" also lists "a/k2"
                 try:
                     # "null" is a real version id (written while unversioned or suspended): pass it as is
@@ -305,6 +310,6 @@ class S3Store(Store):
                 raise StoreUnavailable(f"S3 delete of {e.name!r} version {e.version_id} on {self._where()} failed: "
                                        f"{e.code}: {e.message} ({len(errors)} object version(s) not deleted)")
             return sorted({o.object_name[n:] for o in found
-                           if str(o.is_latest).lower() == "true" and not o.is_delete_marker})
+                           if _is_latest(o) and not o.is_delete_marker})
 
         return self._call(f"delete prefix {prefix}", go)

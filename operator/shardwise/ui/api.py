@@ -90,7 +90,7 @@ class Annotator:
 
     # -- experiments ------------------------------------------------------------------------
     def experiment_names(self) -> list[str]:
-        prefix = f"{self.namespace}/experiments/"
+        prefix = self.layout.experiments()
         return sorted({k[len(prefix):].split("/")[0] for k in self.store.list(prefix) if k.endswith("/report.json")})
 
     def experiments(self) -> dict[str, Any]:
@@ -125,7 +125,7 @@ class Annotator:
             return old
         key = report.get("predictionsKey") or self.layout.experiment_predictions(name)
         try:
-            preds = Predictions.from_npz(self.store.get_bytes(key))
+            preds = Predictions.from_npz(self.store.get_verified(key))
         except NotFound:
             raise ApiError(409, f"experiment: Experiment {name} has a report but no predictions at {key} (it was "
                                 "evaluated by an older version; re-run it)", "experiment") from None

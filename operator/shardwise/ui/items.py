@@ -45,14 +45,14 @@ class Rows:
 
 
 def candidate_rows(report: dict, preds: Predictions) -> Rows:
-    """The report's labelIssues candidates as ranked; from the predictions when the report has none.
+    """The report's labelIssues candidates as ranked (found again from the predictions, with the
+    same finder, for a report that has none)."""
+    issues = report.get("labelIssues")
+    if issues is None:
+        from shardwise.diagnosis.diagnose import label_issue_rows
 
-    The fallback (a report written before label issues existed) flags samples whose out-of-shard
-    argmax differs from the label, scored by the probability margin between the two.
-    """
-    cands = (report.get("labelIssues") or {}).get("candidates")
-    if cands is None:
-        return _oos_disagreement(preds)
+        issues = label_issue_rows(preds, len(preds))
+    cands = issues["candidates"]
     code = {c: i for i, c in enumerate(preds.class_names)}
 
     def col(key: str, dtype, conv=lambda v: v) -> np.ndarray:
@@ -62,16 +62,6 @@ def candidate_rows(report: dict, preds: Predictions) -> Rows:
                 col("label", np.int64, lambda v: code.get(v, -1)), col("suggested", np.int64, lambda v: code.get(v, -1)),
                 col("score", np.float64), col("labelProb", np.float64), col("suggestedProb", np.float64),
                 col("train", bool), col("shard", np.int32), col("slice", np.int32))
-
-
-def _oos_disagreement(preds: Predictions) -> Rows:
-    oos = preds.out_of_shard().astype(np.float64)
-    m = np.arange(len(preds))
-    sug = oos.argmax(1)
-    lp, sp = oos[m, preds.labels], oos[m, sug]
-    flagged = np.flatnonzero(sug != preds.labels)
-    order = flagged[np.argsort(-(sp - lp)[flagged], kind="stable")]
-    return _rows(preds, order, preds.labels[order], sug[order], (sp - lp)[order], lp[order], sp[order])
 
 
 def error_rows(preds: Predictions, split: str) -> Rows:
