@@ -21,6 +21,7 @@ from shardwise.datasets import DatasetStore
 from shardwise.local.registry import Registry
 from shardwise.store.layout import Layout
 from shardwise.store.local import LocalStore
+from tests.helpers import experiment
 from tests.integration.test_ui_api import call, get, serving
 
 pytestmark = pytest.mark.slow  # two trainings of a 5 x 2 model on 1,797 images, ~1 min
@@ -93,10 +94,8 @@ def test_train_diagnose_fix_in_the_page_retrain_and_compare(tmp_path, monkeypatc
     assert cmp["deltas"]["accuracy"] == pytest.approx(after.accuracy - before.accuracy)
 
     # the model's share, another way: version 1 tested on the corrected revision (spec.datasetRevision)
-    same_labels = Experiment.model_validate({"kind": "Experiment", "metadata": {"name": "v1-on-corrected"},
-                                             "spec": {"modelRef": "noisy-mlp", "modelVersion": 1,
-                                                      "datasetRef": "noisy-digits", "datasetRevision": 1 + FIXES}})
-    reg.apply(same_labels)
+    reg.apply(experiment("v1-on-corrected", model="noisy-mlp", dataset="noisy-digits", modelVersion=1,
+                         datasetRevision=1 + FIXES))
     assert sw("reconcile") == 0
     v1_fixed = reg.require(Experiment, "v1-on-corrected").status
     assert v1_fixed.phase == "Succeeded" and v1_fixed.accuracy >= before.accuracy

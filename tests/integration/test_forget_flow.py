@@ -19,7 +19,7 @@ from shardwise.local.registry import Registry
 from shardwise.local.runner import LocalRunner
 from shardwise.store.layout import Layout
 from shardwise.verify import verify_ledger
-from tests.helpers import dataset, forget, model
+from tests.helpers import dataset, experiment, forget, model
 from tests.integration.exactness import assert_exact, published, tensors  # noqa: F401 (test_relabel imports these from here)
 
 pytestmark = pytest.mark.slow
@@ -111,8 +111,7 @@ def test_forget_is_exact_and_purged(flow_store, tmp_path):
     # evaluation Job's code in-process)
     from shardwise.api import Experiment
 
-    reg.apply(Experiment.model_validate({"kind": "Experiment", "metadata": {"name": "x1"},
-                                         "spec": {"modelRef": "m", "datasetRef": "digits", "split": "test"}}))
+    reg.apply(experiment("x1"))
     runner.run(timeout=120)
     x = reg.require(Experiment, "x1")
     assert x.status.phase == "Succeeded" and x.status.accuracy == pytest.approx(m.status.accuracy)

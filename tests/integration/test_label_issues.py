@@ -13,7 +13,7 @@ from shardwise.diagnosis.predictions import Predictions
 from shardwise.local.registry import Registry
 from shardwise.local.runner import LocalRunner
 from shardwise.store.layout import Layout
-from tests.helpers import dataset, model
+from tests.helpers import dataset, experiment, model
 
 pytestmark = pytest.mark.slow  # trains a real 5-shard model through trainer processes (~20 s on 2 cores)
 NS, FLIP, SEED = "default", 0.05, 11
@@ -45,8 +45,7 @@ def test_an_experiment_recovers_flipped_labels_and_its_metrics_add_up(local_stor
     m = reg.require(ShardedModel, "m")
     assert m.status.phase == "Ready" and m.status.datasetRevision == 2
 
-    reg.apply(Experiment.model_validate({"kind": "Experiment", "metadata": {"name": "noisy"},
-                                         "spec": {"modelRef": "m", "datasetRef": "digits", "split": "test"}}))
+    reg.apply(experiment("noisy"))
     t0 = time.perf_counter()
     runner.run(timeout=120)
     seconds = time.perf_counter() - t0

@@ -22,20 +22,11 @@ from shardwise.diagnosis.predictions import Predictions
 from shardwise.local.registry import Registry
 from shardwise.local.runner import LocalRunner
 from shardwise.store.layout import Layout
-from tests.helpers import dataset, model
+from tests.helpers import dataset, experiment, model
 
 NS = "default"
 PNG = b"\x89PNG\r\n\x1a\n"
 DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
-
-
-def experiment(name: str, version: int | None = None, baseline: str | None = None) -> Experiment:
-    spec = {"modelRef": "m", "datasetRef": "digits", "split": "test"}
-    if version is not None:
-        spec["modelVersion"] = version
-    if baseline is not None:
-        spec["baselineRef"] = baseline
-    return Experiment.model_validate({"kind": "Experiment", "metadata": {"name": name}, "spec": spec})
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +41,7 @@ def flow(tmp_path_factory):
     runner.run(timeout=300)
     # pinned, so it stays the report of version 1 after the retrain; applied once version 1 exists
     # (the brain tests a pinned modelVersion without waiting for it to be published)
-    reg.apply(experiment("before", version=1))
+    reg.apply(experiment("before", modelVersion=1))
     runner.run(timeout=300)
     before = store.get_json(Layout(NS).experiment_report("before"))
     # fix the labels the diagnosis points at (training samples, so the shards that hold them retrain)
@@ -59,7 +50,7 @@ def flow(tmp_path_factory):
     assert fixes, "the diagnosis flagged no training sample to fix"
     runner.control.relabel("digits", fixes, by="test")
     runner.run(timeout=300)
-    reg.apply(experiment("after", baseline="before"))
+    reg.apply(experiment("after", baselineRef="before"))
     runner.run(timeout=300)
     return store, reg, fixes
 
@@ -143,7 +134,7 @@ def test_the_baseline_report_has_no_comparison_and_defaults_to_the_experiments_n
 
 def test_an_experiment_that_has_not_run_is_refused_with_its_phase(flow, tmp_path, capsys):
     store, reg, _ = flow
-    reg.apply(experiment("later", baseline="before"))  # stored, never reconciled
+    reg.apply(experiment("later", baselineRef="before"))  # stored, never reconciled
     assert main(["--store", str(store.root), "report", "later", "--out", str(tmp_path / "later.html")]) == 1
     err = capsys.readouterr().err
     assert "Experiment default/later has no report: it is Pending, not Succeeded" in err

@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from shardwise.api import Experiment
 from shardwise.datasets import DatasetStore
 from shardwise.local.registry import Registry
 from shardwise.local.runner import LocalRunner
 from shardwise.store.layout import Layout
 from shardwise.store.local import LocalStore
 
-from tests.helpers import dataset, model
+from tests.helpers import dataset, experiment, model
 from tests.integration.test_ui_api import serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -38,8 +37,7 @@ def trained(tmp_path_factory) -> LocalStore:
     reg = Registry(store, NS)
     reg.apply(dataset())
     reg.apply(model("m", shards=2, slices=2, epochs=2))
-    reg.apply(Experiment.model_validate({"kind": "Experiment", "metadata": {"name": EXP},
-                                         "spec": {"modelRef": "m", "datasetRef": "digits", "split": "test"}}))
+    reg.apply(experiment(EXP))
     LocalRunner(store, NS, parallel=2, log=lambda m: None).run(timeout=300)
     return store
 
