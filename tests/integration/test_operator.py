@@ -114,24 +114,31 @@ class Cluster:
                     continue
                 self.ran[name] = self.ran.get(name, 0) + 1
                 container = job["spec"]["template"]["spec"]["containers"][0]
-                env = {**os.environ, **await self.container_env(container)}
-                proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shardwise_trainer",
-                                                            *container["args"], env=env,
-                                                            stdout=asyncio.subprocess.DEVNULL,
-                                                            stderr=asyncio.subprocess.PIPE)
-                try:
-                    _, err = await proc.communicate()
-                except asyncio.CancelledError:
-                    proc.kill()
-                    await proc.wait()
-                    raise
-                ok = proc.returncode == 0
-                status = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]} if ok else \
+                code, err = await self.run_pod(container, {**os.environ, **await self.container_env(container)})
+                status = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]} if code == 0 else \
                     {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                                                   "message": err.decode()[-300:]}]}
-                await self.kmock.patch(f"/apis/batch/v1/namespaces/{NS}/jobs/{name}/status", json={"status": status},
-                                       headers={"Content-Type": "application/merge-patch+json"})
+                await self.set_job_status(name, status)
             await asyncio.sleep(0.1)
+
+    @staticmethod
+    async def run_pod(container: dict, env: dict[str, str]) -> tuple[int, bytes]:
+        """One pod of a Job: the trainer entrypoint with the container's args; (exit code, stderr)."""
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shardwise_trainer", *container["args"],
+                                                    env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        try:
+            _, err = await proc.communicate()
+        except asyncio.CancelledError:
+            proc.kill()
+            await proc.wait()
+            raise
+        return proc.returncode, err
+
+    async def set_job_status(self, name: str, status: dict) -> None:
+        """What the Job controller would write to a Job's status."""
+        await self.kmock.patch(f"/apis/batch/v1/namespaces/{NS}/jobs/{name}/status", json={"status": status},
+                               headers={"Content-Type": "application/merge-patch+json"})
 
     async def container_env(self, container: dict) -> dict[str, str]:
         """The container's env as the kubelet would set it: values, and keys of Secrets in the namespace."""

@@ -166,32 +166,22 @@ class FaultCluster(Cluster):
             env["SHARDWISE_FAULT_TRACE"] = str(self.logs / f"{name}-pod{len(codes) + 1}.trace")
             if training and self.trainer_fault:
                 env["SHARDWISE_FAULT"], self.trainer_fault = self.trainer_fault, None
-            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shardwise_trainer", *container["args"],
-                                                        env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                        stderr=asyncio.subprocess.PIPE)
-            try:
-                _, err = await proc.communicate()
-            except asyncio.CancelledError:
-                proc.kill()
-                await proc.wait()
-                raise
-            codes.append(proc.returncode)
-            self.note(f"{name} pod {len(codes)} exited {proc.returncode}")
+            code, err = await self.run_pod(container, env)
+            codes.append(code)
+            self.note(f"{name} pod {len(codes)} exited {code}")
             self.ran[name] = len(codes)
             failures = sum(1 for c in codes if c != 0)
-            action = pod_failure_action(spec, proc.returncode) if proc.returncode else ""
-            if proc.returncode == 0:
+            action = pod_failure_action(spec, code) if code else ""
+            if code == 0:
                 status = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
             elif action == "FailJob" or failures > spec["backoffLimit"]:
                 reason = "PodFailurePolicy" if action == "FailJob" else "BackoffLimitExceeded"
                 status = {"failed": failures, "conditions": [{"type": "Failed", "status": "True", "reason": reason,
                                                               "message": err.decode()[-300:]}]}
             else:  # counted against backoffLimit: the controller starts a new pod
-                await self.kmock.patch(f"/apis/batch/v1/namespaces/{NS}/jobs/{name}/status",
-                                       json={"status": {"failed": failures, "active": 1}}, headers=MERGE)
+                await self.set_job_status(name, {"failed": failures, "active": 1})
                 continue
-            await self.kmock.patch(f"/apis/batch/v1/namespaces/{NS}/jobs/{name}/status", json={"status": status},
-                                   headers=MERGE)
+            await self.set_job_status(name, status)
             return
 
     async def restore(self, plural: str, res, status: dict[str, Any]) -> None:
