@@ -11,18 +11,14 @@ import itertools
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from shardwise.cli import main
-from shardwise.local.registry import Registry
 from shardwise.store.base import check_key
 from shardwise.store.layout import Layout
-from shardwise.store.local import LocalStore
 from tests.fuzz.common import NASTY_STRINGS, TALLY, dns_label, fuzz, printable, snapshot
-from tests.helpers import dataset, model
 
 _n = itertools.count()
 
@@ -76,15 +72,6 @@ def test_layout_keys_stay_inside_the_namespace():
 # ---------------------------------------------------------------------------
 # names on the command line
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("names-store")
-    reg = Registry(LocalStore(root), "default")
-    reg.apply(dataset("digits"))
-    reg.apply(model("m"))
-    return root
 
 
 @st.composite
@@ -148,9 +135,9 @@ def _cli_names(tmp_path_factory, capsys, seed: Path, case) -> None:
         assert repr(name) in err or "--dataset" in err or "--namespace" in err or "unknown kind" in err, err
 
 
-def test_names_on_the_command_line_are_refused_before_any_write(tmp_path_factory, capsys, seeded, monkeypatch):
+def test_names_on_the_command_line_are_refused_before_any_write(tmp_path_factory, capsys, seeded_store, monkeypatch):
     monkeypatch.setenv("SHARDWISE_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
-    _cli_names(tmp_path_factory, capsys, seeded)
+    _cli_names(tmp_path_factory, capsys, seeded_store)
     TALLY.require("names: command line")
 
 
@@ -214,6 +201,6 @@ def _manifest_names(tmp_path_factory, capsys, seed: Path, names: dict[str, str |
         assert "immutable" in err, err
 
 
-def test_names_in_manifests_are_refused_before_any_write(tmp_path_factory, capsys, seeded):
-    _manifest_names(tmp_path_factory, capsys, seeded)
+def test_names_in_manifests_are_refused_before_any_write(tmp_path_factory, capsys, seeded_store):
+    _manifest_names(tmp_path_factory, capsys, seeded_store)
     TALLY.require("names: manifests")

@@ -31,11 +31,8 @@ from shardwise.errors import InvalidInput
 from shardwise.kube.body import Body
 from shardwise.kube.settings import OperatorSettings
 from shardwise.local.manifests import describe_validation, load_manifests, parse_doc
-from shardwise.local.registry import Registry
-from shardwise.store.local import LocalStore
 from tests.fuzz.common import TALLY, fuzz, garbage, names_field, printable, snapshot
 from tests.fuzz.strategies import Mutation, mutated_doc
-from tests.helpers import dataset, model
 
 _files = itertools.count()
 
@@ -181,16 +178,6 @@ def _manifest_files(tmp_path_factory, case) -> None:
 def test_manifest_files_load_whole_or_name_the_field(tmp_path_factory):
     _manifest_files(tmp_path_factory)
     TALLY.require("manifests: load_manifests")
-
-
-@pytest.fixture(scope="module")
-def seeded_store(tmp_path_factory) -> Path:
-    """A store that already holds Dataset digits and ShardedModel m, so that immutable fields can clash."""
-    root = tmp_path_factory.mktemp("apply-store")
-    reg = Registry(LocalStore(root), "default")
-    reg.apply(dataset("digits"))
-    reg.apply(model("m", shards=3, slices=3))
-    return root
 
 
 @fuzz(80)
