@@ -41,6 +41,19 @@ def _uid(m: ShardedModel) -> str:
     return m.metadata.uid or "nouid"
 
 
+def _active_positions(v: DatasetView, dataset: str, ids: list[str], gone: str) -> dict[str, int]:
+    """Row positions of the Dataset's samples, after checking that every one of `ids` is a sample
+    that is still active (the message `gone` names the inactive ones). Nothing is written before."""
+    pos = {s: i for i, s in enumerate(v.table.ids.tolist())}
+    unknown = [i for i in ids if i not in pos]
+    if unknown:
+        raise InvalidInput(f"--id: {len(unknown)} id(s) not in Dataset {dataset!r}: {', '.join(unknown[:10])}")
+    inactive = [i for i in ids if not v.state.active[pos[i]]]
+    if inactive:
+        raise InvalidInput(f"--id: {gone}: {', '.join(inactive[:10])}")
+    return pos
+
+
 class StoreControl:
     def __init__(self, store: Store, namespace: str, log: Log = lambda m: None):
         self.store, self.namespace, self.log = store, namespace, log
@@ -229,14 +242,8 @@ class StoreControl:
         Ids and label names are checked first; nothing is written unless all are valid.
         """
         v = self.view(dataset)
-        pos = {s: i for i, s in enumerate(v.table.ids.tolist())}
+        pos = _active_positions(v, dataset, list(labels), gone="dropped or forgotten samples cannot be relabelled")
         classes = {c: i for i, c in enumerate(v.table.class_names)}
-        unknown = [i for i in labels if i not in pos]
-        if unknown:
-            raise InvalidInput(f"--id: {len(unknown)} id(s) not in Dataset {dataset!r}: {', '.join(unknown[:10])}")
-        gone = [i for i in labels if not v.state.active[pos[i]]]
-        if gone:
-            raise InvalidInput(f"--id: forgotten samples cannot be relabelled: {', '.join(gone[:10])}")
         bad = sorted({lab for lab in labels.values() if lab not in classes})
         if bad:
             raise InvalidInput(f"--label: {', '.join(map(repr, bad))} is not a class of Dataset {dataset!r} "
@@ -257,16 +264,10 @@ class StoreControl:
         checked first; nothing is written unless all are valid.
         """
         v = self.view(dataset)
-        pos = {s: i for i, s in enumerate(v.table.ids.tolist())}
         ids = list(dict.fromkeys(ids))
         if not ids:
             raise InvalidInput("--id: no sample ids to drop")
-        unknown = [i for i in ids if i not in pos]
-        if unknown:
-            raise InvalidInput(f"--id: {len(unknown)} id(s) not in Dataset {dataset!r}: {', '.join(unknown[:10])}")
-        gone = [i for i in ids if not v.state.active[pos[i]]]
-        if gone:
-            raise InvalidInput(f"--id: already dropped or forgotten: {', '.join(gone[:10])}")
+        pos = _active_positions(v, dataset, ids, gone="already dropped or forgotten")
         new = v.state.forget(np.array([pos[i] for i in ids], dtype=np.int64))
         self.datasets.write_revision(dataset, new, {"kind": "drop", "by": by, "at": iso(now()), "ids": ids})
         self.log(f"dataset/{dataset}: revision {new.revision} drops {len(ids)} sample(s) (by {by})")

@@ -347,6 +347,9 @@ def test_store_control_drop_validates_ids_first(digits_exp):
     assert manifest(store, 2)["change"]["ids"] == ["digits-00001", "digits-00002"]
     with pytest.raises(InvalidInput, match="already dropped or forgotten: digits-00002"):
         c.drop("digits", ["digits-00002"], by="t")
+    with pytest.raises(InvalidInput, match="dropped or forgotten samples cannot be relabelled: digits-00002"):
+        c.relabel("digits", {"digits-00002": "3"}, by="t")
+    assert c.datasets.current_revision("digits") == 2  # neither refusal wrote a revision
 
 
 def test_cli_prints_the_url_and_serves_until_interrupted(digits_exp, tmp_path):
