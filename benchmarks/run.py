@@ -261,6 +261,10 @@ SECTIONS = [
     ("brain", "B6 the brain at scale (vectorised numpy)", None),
     ("label_issues", "B7 label issues: flipped training labels found in the top 2k candidates (digits, 5 % flipped; "
      "benchmarks/label_issues.py)", None),
+    ("label_fixes", "B8 label fixes: test accuracy (true labels) after accepting the first suggestions, and the "
+     "retrain's cost (digits, 5 x 2; benchmarks/label_fixes.py)",
+     ["noise", "seed", "flipped", "clean_accuracy", "baseline_accuracy", "fixes", "right", "accuracy", "delta", "shards_retrained",
+      "retrain_cost"]),
 ]
 
 
@@ -288,7 +292,7 @@ def render() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not for the README")
-    p.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7")
+    p.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8")
     args = p.parse_args(argv)
     only = set(args.only.split(","))
     RESULTS.mkdir(exist_ok=True)
@@ -298,10 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     def save(name: str, rows: list[dict]) -> None:
         (RESULTS / f"{name}.json").write_text(json.dumps({"machine": facts, "rows": rows}, indent=1))
 
-    from benchmarks import label_issues
+    from benchmarks import label_fixes, label_issues
 
     runs = {"B1": ("unlearn", b1), "B4": ("overhead", b4), "B5": ("storage", b5), "B6": ("brain", b6),
-            "B7": ("label_issues", label_issues.run)}
+            "B7": ("label_issues", label_issues.run), "B8": ("label_fixes", label_fixes.run)}
     for key, (name, fn) in runs.items():
         if key in only:
             save(name, fn(args.quick))

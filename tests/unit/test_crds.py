@@ -232,13 +232,20 @@ def _allowed(kind: str, old: dict, new: dict) -> list[str]:
 def test_cel_rules_make_the_trained_shape_immutable():
     old = ShardedModelSpec(datasetRef="digits").model_dump(mode="json")
     assert _allowed("ShardedModel", old, old) == []
-    assert _allowed("ShardedModel", old, {**old, "training": {**old["training"], "epochsPerSlice": 3}}) == []
+    assert _allowed("ShardedModel", old, {**old, "maxParallelShards": 2, "aggregation": "vote"}) == []
+    assert _allowed("ShardedModel", old, {**old, "training": {**old["training"], "epochsPerSlice": 3}}) == [
+        "spec.training is immutable"]  # the published version's shards were trained with the old settings
+    assert _allowed("ShardedModel", old, {**old, "architecture": {"kind": "cnn"}, "groupBy": "none"}) == [
+        "spec.groupBy is immutable", "spec.architecture is immutable"]
     assert _allowed("ShardedModel", old, {**old, "shards": 8}) == ["spec.shards is immutable"]
     assert _allowed("ShardedModel", old, {**old, "slices": 2, "datasetRef": "other"}) == [
-        "spec.slices is immutable", "spec.datasetRef is immutable"]
+        "spec.datasetRef is immutable", "spec.slices is immutable"]
     fr = {"datasetRef": "d", "ownerKey": "p", "sampleIds": [], "deadlineDays": 30}
     assert _allowed("ForgetRequest", fr, fr) == []
-    assert _allowed("ForgetRequest", fr, {**fr, "ownerKey": "q"}) == ["spec is immutable"]
+    assert _allowed("ForgetRequest", fr, {**fr, "ownerKey": "q"}) == ["spec.ownerKey is immutable"]
+    assert _allowed("ForgetRequest", fr, {**fr, "deadlineDays": 60}) == ["spec.deadlineDays is immutable"]
+    ds = {"source": {"builtin": "digits"}, "testFraction": 0.2, "seed": 0}
+    assert _allowed("Dataset", ds, {**ds, "testFraction": 0.3}) == ["spec.testFraction is immutable"]
 
 
 def test_cel_rule_makes_an_experiments_training_spec_immutable():

@@ -79,11 +79,13 @@ def test_registry_sets_metadata_counts_generations_and_guards_immutable_fields(t
     stored = reg.require(ShardedModel, "m")
     assert stored.metadata.uid and stored.metadata.generation == 1 and stored.metadata.creationTimestamp
     assert reg.apply(m) == "unchanged"
-    assert reg.apply(model("m", epochs=5)) == "configured"
+    assert reg.apply(model("m", maxParallelShards=1)) == "configured"
     assert reg.require(ShardedModel, "m").metadata.generation == 2
     assert reg.require(ShardedModel, "m").metadata.uid == stored.metadata.uid
     with pytest.raises(InvalidInput, match="spec.shards is immutable"):
         reg.apply(model("m", shards=5))
+    with pytest.raises(InvalidInput, match="spec.training is immutable"):
+        reg.apply(model("m", epochs=5, maxParallelShards=1))
     assert reg.get(Dataset, "nope") is None
 
 

@@ -53,9 +53,9 @@ class DatasetSource(Strict):
 class DatasetSpec(Strict):
     source: DatasetSource
     testFraction: float = Field(
-        0.2, ge=0.0, le=0.9, description="Share of samples held out for evaluation, chosen by a seeded hash of the id."
+        0.2, ge=0.0, le=0.9, description="Share of samples held out for evaluation, chosen by a seeded hash of the id. Immutable."
     )
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the train/test split.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the train/test split. Immutable.")
 
 
 class DatasetStatus(StatusBase):

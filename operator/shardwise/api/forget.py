@@ -17,7 +17,7 @@ class ForgetRequestSpec(Strict):
     ownerKey: str | None = Field(
         None, min_length=1, max_length=256, description="Forget every sample of this owner key."
     )
-    deadlineDays: int = Field(30, ge=1, le=3650, description="Days from creation within which it must complete.")
+    deadlineDays: int = Field(30, ge=1, le=3650, description="Days from creation within which it must complete. Immutable, like the rest of the spec.")
 
     @model_validator(mode="after")
     def _one_selector(self) -> "ForgetRequestSpec":

@@ -60,10 +60,13 @@ class ModelSettings(Strict):
     groupBy: Literal["owner", "none"] = Field(
         "owner",
         description="owner: all samples of one owner key go to one shard and one slice, so forgetting a person "
-        "retrains one shard from one slice; none: every sample is placed on its own.",
+        "retrains one shard from one slice; none: every sample is placed on its own. Immutable.",
     )
-    architecture: ArchitectureSpec = Field(default_factory=ArchitectureSpec)
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    architecture: ArchitectureSpec = Field(default_factory=ArchitectureSpec, description=(
+        "The network of each constituent model. Immutable: the checkpoints were made with it."))
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description=(
+        "How each slice is trained. Immutable: to try other settings, train another ShardedModel "
+        "(or an Experiment with spec.train)."))
     aggregation: Literal["softmax-mean", "vote"] = Field(
         "softmax-mean", description="How the shards' outputs are combined: mean of softmax, or majority vote."
     )

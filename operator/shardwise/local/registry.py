@@ -13,18 +13,12 @@ from typing import TypeVar
 from shardwise.api import KINDS, Experiment, ShardedModel
 from shardwise.api.experiment import EXPERIMENT_LABEL
 from shardwise.api.common import Resource, iso, now
+from shardwise.api.immutable import IMMUTABLE, message
 from shardwise.errors import InvalidInput, NotFound
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
 
 R = TypeVar("R", bound=Resource)
-
-IMMUTABLE = {
-    "ShardedModel": ("datasetRef", "shards", "slices", "groupBy"),
-    "Dataset": ("source", "testFraction", "seed"),
-    "ForgetRequest": ("datasetRef", "sampleIds", "ownerKey"),
-    "Experiment": ("train",),
-}
 
 
 class Registry:
@@ -63,7 +57,7 @@ class Registry:
             return "unchanged"
         for field in IMMUTABLE.get(res.kind, ()):
             if getattr(old.spec, field) != getattr(res.spec, field):
-                raise InvalidInput(f"{res.kind} {res.name}: spec.{field} is immutable (delete and recreate instead)")
+                raise InvalidInput(f"{res.kind} {res.name}: {message(field)} (delete and recreate instead)")
         return "configured"
 
     def apply(self, res: Resource) -> str:
