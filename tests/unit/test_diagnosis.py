@@ -83,10 +83,19 @@ def test_per_shard_accuracy_agreement_and_disagreement():
     rng = np.random.default_rng(2)
     shards = np.stack([probs, np.roll(probs, 1, axis=1), rng.dirichlet(np.ones(c), 200)])  # (3, 200, C)
     ens = shards.mean(0).argmax(1)
-    acc, agree = mt.per_shard(shards, labels, ens)
+    acc, agree, n = mt.per_shard(shards, labels, ens)
     for k in range(3):
         assert acc[k] == pytest.approx(accuracy_score(labels, shards[k].argmax(1)))
         assert agree[k] == pytest.approx(accuracy_score(ens, shards[k].argmax(1)))
+    assert n.tolist() == [200, 200, 200]
+    # scored on a subset each (the samples a shard did not train on): the same figures over that subset
+    scored = rng.random((3, 200)) < 0.6
+    scored[2] = False
+    acc, agree, n = mt.per_shard(shards, labels, ens, scored)
+    for k in range(2):
+        assert acc[k] == pytest.approx(accuracy_score(labels[scored[k]], shards[k].argmax(1)[scored[k]]))
+        assert agree[k] == pytest.approx(accuracy_score(ens[scored[k]], shards[k].argmax(1)[scored[k]]))
+    assert n.tolist() == scored.sum(1).tolist() and np.isnan(acc[2]) and np.isnan(agree[2])
     votes = shards.argmax(2)
     assert mt.disagreement(shards) == pytest.approx(np.mean([len(set(votes[:, i])) > 1 for i in range(200)]))
     same = np.stack([probs, probs])
@@ -216,7 +225,22 @@ def test_diagnose_report_parts_are_consistent_and_json_ready(aggregation):
     assert rep["metrics"]["macroF1"] == pytest.approx(f1_score(test.labels, pred, average="macro"))
     cal = rep["metrics"]["calibration"]
     assert len(cal) == 15 and sum(b["count"] for b in cal) == len(test) and 0 <= rep["metrics"]["calibrationError"] <= 1
-    assert [s["shard"] for s in rep["perShard"]] == [0, 1, 2, 3] and 0 < rep["disagreement"] < 1
+    assert [s["shard"] for s in rep["perShard"]] == [0, 1, 2, 3]
+    ens_pred = test.predicted()
+    for k, row in enumerate(rep["perShard"]):  # the test split: every sample is out-of-shard for every shard
+        mine = test.probs[k].argmax(1)
+        assert row["samples"] == len(test)
+        assert row["accuracy"] == pytest.approx(float((mine == test.labels).mean()))
+        assert row["agreement"] == pytest.approx(float((mine == ens_pred).mean()))
+    votes = test.probs.argmax(2)
+    assert rep["disagreement"] == pytest.approx(float((votes != votes[:1]).any(0).mean())) and 0 < rep["disagreement"] < 1
+    # on the training split a shard is never scored on the samples it trained on
+    tr = diagnose(preds, "train", top_hardest=5, top_candidates=5)
+    train = preds.split("train")
+    for k, row in enumerate(tr["perShard"]):
+        out = train.shard != k
+        assert row["samples"] == int(out.sum()) < len(train)
+        assert row["accuracy"] == pytest.approx(float((train.probs[k].argmax(1)[out] == train.labels[out]).mean()))
     hard = rep["hardest"]
     assert len(hard) == 20 and all(not h["train"] and h["shard"] == -1 for h in hard)
     assert [h["labelProb"] for h in hard] == sorted(h["labelProb"] for h in hard)

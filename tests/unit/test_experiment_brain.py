@@ -24,7 +24,8 @@ def run(spec: ExperimentSpec, o: ExperimentObservation, status=None, name: str =
 
 
 def report(version: int = 3, **extra) -> dict:
-    return {"version": version, "accuracy": 0.9,
+    """A stored report of model m's `version`, tested on the test split of its own revision (1)."""
+    return {"model": "m", "version": version, "split": "test", "datasetRevision": 1, "modelRevision": 1, "accuracy": 0.9,
             "metrics": {"accuracy": 0.9, "macroF1": 0.88, "calibrationError": 0.031},
             "labelIssues": {"method": "m", "flagged": 17, "candidates": []}, **extra}
 
@@ -36,13 +37,13 @@ def test_waits_for_the_model_then_runs_once_then_reports():
     assert acts == [] and st.condition("Ready").reason == "ModelNotPublished"
     acts, st = run(SPEC, obs(), st)
     assert acts == [RunEvaluation(3, "k")] and st.phase == "Running"
-    acts, st = run(SPEC, obs(report={"version": 3, "accuracy": 0.9}), st)
+    acts, st = run(SPEC, obs(report=report(3, metrics=None, labelIssues=None)), st)
     assert acts == [] and st.phase == "Succeeded" and st.accuracy == 0.9 and st.reportKey == "k"
     # a newer published version is tested again; a pinned version is not
-    acts, _ = run(SPEC, obs(published=4, report={"version": 3, "accuracy": 0.9}), st)
+    acts, _ = run(SPEC, obs(published=4, report=report(3, metrics=None, labelIssues=None)), st)
     assert acts == [RunEvaluation(4, "k")]
     pinned = SPEC.model_copy(update={"modelVersion": 3})
-    assert run(pinned, obs(published=4, report={"version": 3, "accuracy": 0.9}), st)[0] == []
+    assert run(pinned, obs(published=4, report=report(3, metrics=None, labelIssues=None)), st)[0] == []
 
 
 def test_another_dataset_is_refused_naming_the_field():
@@ -87,7 +88,7 @@ def test_an_empty_split_or_a_report_without_a_diagnosis_leaves_the_figures_empty
     _, st = run(SPEC, obs(report=report(accuracy=None, metrics=None)))
     assert st.phase == "Succeeded" and st.accuracy is None and st.macroF1 is None and st.calibrationError is None
     assert st.labelIssues == 17 and "accuracy n/a" in st.condition("Ready").message
-    _, st = run(SPEC, obs(report={"version": 3, "accuracy": 0.5}))
+    _, st = run(SPEC, obs(report=report(3, accuracy=0.5, metrics=None, labelIssues=None)))
     assert st.phase == "Succeeded" and st.accuracy == 0.5 and st.macroF1 is None and st.labelIssues is None
 
 
@@ -163,3 +164,26 @@ def test_a_dataset_revision_is_waited_for_and_a_report_of_another_revision_is_re
     assert acts == [RunEvaluation(3, "k")]  # tested on revision 1: not what is asked
     acts, st = run(on_rev, ExperimentObservation(**base, report=report(datasetRevision=5)))
     assert acts == [] and st.phase == "Succeeded"
+
+
+@pytest.mark.parametrize("change", [{"split": "train"}, {"modelRef": "m2"}, {"datasetRevision": 1}])
+def test_a_report_made_for_another_spec_is_not_taken_for_this_one(change):
+    """The spec changed under a stored report (another split, model, or a revision pinned): test again."""
+    spec = SPEC.model_copy(update=change)
+    o = ExperimentObservation(model_dataset="d", published=3, stored_versions=VERSIONS, dataset_revision=2,
+                              report=report(3, datasetRevision=2, modelRevision=2))
+    acts, st = run(spec, o)
+    assert acts == [RunEvaluation(3, "k")] and st.phase == "Running"
+    assert run(SPEC, o)[0] == []  # the spec it was made for takes it
+
+
+def test_unpinning_a_revision_or_dropping_the_baseline_tests_again():
+    pinned_report = report(3, datasetRevision=5, modelRevision=1)
+    o = ExperimentObservation(model_dataset="d", published=3, stored_versions=VERSIONS, dataset_revision=5,
+                              report=pinned_report)
+    assert run(SPEC.model_copy(update={"datasetRevision": 5}), o)[0] == []
+    assert run(SPEC, o)[0] == [RunEvaluation(3, "k")]  # no longer pinned: the version's own revision, 1
+    compared_report = report(comparison=compared(1))
+    assert run(AFTER, obs(baseline=report(1), report=compared_report), name="after")[0] == []
+    # spec.baselineRef removed: a report compared with a baseline is not this spec's answer
+    assert run(SPEC, obs(report=compared_report), name="after")[0] == [RunEvaluation(3, "k")]

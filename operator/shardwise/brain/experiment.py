@@ -53,6 +53,14 @@ def build_experiment_model(exp: Experiment) -> ShardedModel:
     })
 
 
+def _answers(report: dict, spec: ExperimentSpec, model: str, version: int) -> bool:
+    """Whether a stored report is this spec's test run: the same model, version, split and Dataset
+    revision (the pinned one, else the version's own). Any other report is run again."""
+    revision = spec.datasetRevision or report.get("modelRevision")
+    return (report.get("model"), report.get("version"), report.get("split"), report.get("datasetRevision")) == (
+        model, version, spec.split, revision) and revision is not None
+
+
 def _compared_with(report: dict) -> tuple[str | None, int | None]:
     c = report.get("comparison") or {}
     return c.get("baseline"), c.get("baselineVersion")
@@ -95,11 +103,10 @@ def reconcile_experiment(name: str, spec: ExperimentSpec, status: ExperimentStat
     if wanted is not None and (obs.dataset_revision or 0) < wanted:
         return stop("Pending", "RevisionNotFound", f"spec.datasetRevision: waiting for Dataset {spec.datasetRef!r} "
                                                    f"to reach revision {wanted} (now {obs.dataset_revision or 'none'})")
-    report = obs.report if obs.report and obs.report.get("version") == version and (
-        wanted is None or obs.report.get("datasetRevision") == wanted) else None
+    report = obs.report if obs.report and _answers(obs.report, spec, model, version) else None
     base = obs.baseline
-    stale = report is not None and spec.baselineRef is not None and base is not None and \
-        _compared_with(report) != (spec.baselineRef, base.get("version"))
+    stale = report is not None and (base is not None or spec.baselineRef is None) and \
+        _compared_with(report) != (spec.baselineRef, base.get("version") if base else None)
     if report is None or stale:
         if version not in obs.stored_versions:
             if obs.published is None or version > obs.published:

@@ -77,10 +77,12 @@ def diagnose(preds: Predictions, split: str, top_hardest: int = 50, top_candidat
     out: dict[str, Any] = {"samples": len(part), "accuracy": None, "classNames": list(preds.class_names),
                            "metrics": None, "perShard": [], "disagreement": None, "hardest": []}
     if len(part):
-        acc, agree = mt.per_shard(part.probs, part.labels, part.predicted())
+        # a shard is scored only on samples it did not train on (all of them on the test split)
+        held_out = part.shard[None, :] != np.arange(part.shards)[:, None]
+        acc, agree, n = mt.per_shard(part.probs, part.labels, part.predicted(), held_out)
         out |= {"metrics": split_metrics(part),
-                "perShard": [{"shard": k, "accuracy": float(acc[k]), "agreement": float(agree[k])}
-                             for k in range(part.shards)],
+                "perShard": [{"shard": k, "samples": int(n[k]), "accuracy": _f(acc[k]),
+                              "agreement": _f(agree[k])} for k in range(part.shards)],
                 "disagreement": mt.disagreement(part.probs), "hardest": hardest_rows(part, top_hardest)}
         out["accuracy"] = out["metrics"]["accuracy"]
     out["labelIssues"] = label_issue_rows(preds, top_candidates)

@@ -292,11 +292,12 @@ def _per_shard(report: dict[str, Any]) -> str:
     shards = report.get("perShard") or []
     if not shards:
         return ""
-    rows = [_tr([_td(r["shard"], True), _td(_num(r.get("accuracy")), True), _td(_num(r.get("agreement")), True)])
-            for r in shards]
+    rows = [_tr([_td(r["shard"], True), _td(r.get("samples", ""), True), _td(_num(r.get("accuracy")), True),
+                 _td(_num(r.get("agreement")), True)]) for r in shards]
     note = (f"<p class='note'>The shards disagree on {_num(report.get('disagreement'))} of the split's samples. "
-            "Agreement: the fraction of samples on which a shard's answer equals the ensemble's.</p>")
-    return "<h2>Per shard</h2>" + note + _table(["shard", "accuracy", "agreement"], rows)
+            "Each shard is scored on the split's samples it did not train on (on the test split, all of them). "
+            "Agreement: the fraction of those on which a shard's answer equals the ensemble's.</p>")
+    return "<h2>Per shard</h2>" + note + _table(["shard", "samples", "accuracy", "agreement"], rows)
 
 
 def _hardest(report: dict[str, Any], samples: _Samples) -> str:

@@ -90,13 +90,19 @@ def shard_predictions(probs: np.ndarray) -> np.ndarray:
     return probs.argmax(axis=2)
 
 
-def per_shard(probs: np.ndarray, labels: np.ndarray, ensemble_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(accuracy, agreement) of each shard's model: (S,) fractions of samples where its argmax equals
-    the given label, and the ensemble's prediction. NaN for no samples."""
+def per_shard(probs: np.ndarray, labels: np.ndarray, ensemble_pred: np.ndarray,
+              scored: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(accuracy, agreement, samples) of each shard's model: (S,) fractions of the samples it is
+    scored on where its argmax equals the given label, and the ensemble's prediction; and how many
+    samples that is. `scored` (S, M) bool chooses them (default: all); the diagnosis passes the
+    samples a shard did not train on. NaN where a shard has none."""
     pred = shard_predictions(probs)
-    if pred.shape[1] == 0:
-        return np.full(len(pred), np.nan), np.full(len(pred), np.nan)
-    return (pred == labels[None]).mean(axis=1), (pred == ensemble_pred[None]).mean(axis=1)
+    mask = np.ones(pred.shape, dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
+    n = mask.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = ((pred == labels[None]) & mask).sum(axis=1) / n
+        agree = ((pred == ensemble_pred[None]) & mask).sum(axis=1) / n
+    return acc, agree, n
 
 
 def disagreement(probs: np.ndarray) -> float | None:
