@@ -128,3 +128,12 @@ def test_thumbnails_keep_colour_and_aspect_and_refuse_a_vector():
     assert is_image_row(rgb) and not is_image_row(np.zeros(64))
     with pytest.raises(ValueError, match="expected one image sample"):
         thumbnail_png(np.zeros(64))
+
+
+def test_a_one_shard_model_is_told_its_label_issues_are_in_sample():
+    classes = tuple(str(i) for i in range(4))
+    one, _, table = sample_run(classes, 2, shards=1)
+    three, _, _ = sample_run(classes, 2, shards=3)
+    assert (one["labelIssues"]["outOfShard"], three["labelIssues"]["outOfShard"]) == (False, True)
+    warning = "no model is out-of-shard for a training sample"
+    assert warning in render_html(one, None, table, None) and warning not in render_html(three, None, table, None)

@@ -327,6 +327,10 @@ def _label_issues(report: dict[str, Any], samples: _Samples) -> str:
     note = (f"<p class='note'>{_esc(issues.get('flagged', len(cands)))} flagged over all active samples from "
             f"out-of-shard probabilities{_esc(more)}. Method: {_esc(issues.get('method', '?'))}. "
             "Fix labels with <code>shardwise relabel</code> or <code>shardwise ui</code>.</p>")
+    if issues.get("outOfShard") is False:
+        note += ("<p class='note warn'>This model has one shard, so no model is out-of-shard for a training "
+                 "sample: its training candidates are scored by the model that learned their labels, and "
+                 "mislabelled ones are easily missed. Two or more shards give a real cross-validation.</p>")
     if not rows:
         return "<h2>Label-issue candidates</h2>" + note
     return ("<h2>Label-issue candidates</h2>" + note
