@@ -16,6 +16,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from shardwise.cli import main
+from shardwise.errors import InvalidInput
+from shardwise.local.registry import kind_of
 from shardwise.store.base import check_key
 from shardwise.store.layout import Layout
 from tests.fuzz.common import NASTY_STRINGS, TALLY, dns_label, fuzz, printable, snapshot
@@ -98,6 +100,14 @@ def name_commands(draw) -> tuple[list[str], str]:
     return ["get", "--", name], name
 
 
+def _is_kind(word: str) -> bool:
+    try:
+        kind_of(word)
+        return True
+    except InvalidInput:
+        return False
+
+
 @fuzz(100)
 @given(case=name_commands())
 @example(case=(["delete", "datasets", "--", "../digits"], "../digits"))
@@ -118,7 +128,9 @@ def _cli_names(tmp_path_factory, capsys, seed: Path, case) -> None:
     if rc == 0:
         TALLY.seen("names: command line", accepted=True)
         # an empty optional name is no name: `get KIND ''` is `get KIND`, `verify ''` is `verify`
-        assert dns_label(name) or argv[0] == "get" and len(argv) == 3 or name == "" and argv[0] in ("get", "verify")
+        # `get -- NAME` names a kind: it may pass only when NAME is one of the kinds' names
+        assert dns_label(name) or argv[:2] == ["get", "--"] and _is_kind(name) \
+            or name == "" and argv[0] in ("get", "verify")
         if argv[0] == "forget":  # the request is filed, nothing else
             assert {k for k in set(after) - set(before) if not k.endswith("forgetrequests")} == {
                 k for k in after if k.startswith("default/resources/forgetrequests/forget-")}

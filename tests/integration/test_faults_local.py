@@ -110,16 +110,24 @@ def all_checkpoints_verify(store: LocalStore) -> list[str]:
     return keys
 
 
+def trainer_runs(tmp: Path) -> dict[str, int]:
+    """How often each trainer point was passed in a case's commands: one per slice trained, so a job
+    started twice (a duplicate Job) shows here even when the version records it once."""
+    lines = (tmp / "trace").read_text().split()
+    return {p: lines.count(p) for p in POINTS if p.startswith("trainer.")}
+
+
 @pytest.fixture(scope="module")
 def clean(trained, tmp_path_factory):
-    store, first = run_case(trained, tmp_path_factory.mktemp("clean"), None)
+    tmp = tmp_path_factory.mktemp("clean")
+    store, first = run_case(trained, tmp, None)
     assert first.returncode == 0, first.stderr
-    return snapshot(store), tmp_path_factory.getbasetemp()
+    return snapshot(store), tmp_path_factory.getbasetemp(), trainer_runs(tmp)
 
 
 def test_the_fault_free_run_reaches_every_fault_point(clean, trained):
     """Else a kill test below could pass without its point ever firing."""
-    expected, _ = clean
+    expected = clean[0]
     trace = Path(trained[0]).parent / "trace"  # the initial training
     reached = set(trace.read_text().split())
     for d in Path(clean[1]).glob("clean*/trace"):
@@ -135,8 +143,10 @@ def test_killed_at_a_fault_point_a_restart_converges_to_exactly_one_new_version(
     assert (tmp_path / "fired").exists(), f"{point} never fired"
     if point.startswith("trainer."):  # the trainer died; the executor retried it within the same run
         assert first.returncode == 0, first.stderr
+        assert "starting it again" in first.stderr  # and said so
     else:  # the reconciler itself died, mid-step
         assert first.returncode == FAULT_EXIT_CODE, first.stderr
+        assert trainer_runs(tmp_path) == clean[2], "a trainer job ran again after the restart"
     all_checkpoints_verify(store)
     assert snapshot(store) == clean[0]
 

@@ -20,7 +20,7 @@ import pytest
 from minio.versioningconfig import ENABLED, VersioningConfig
 
 from shardwise.api import Experiment, ForgetRequest, ShardedModel
-from shardwise.brain.versions import VersionManifest
+from shardwise.brain.versions import VersionManifest, job_name
 from shardwise.cli import main
 from shardwise.diagnosis.predictions import Predictions
 from shardwise.diagnosis.redact import report_ids
@@ -74,7 +74,11 @@ def _train_and_forget(store: Store, logs) -> Purged:
     saved_report = store.get_bytes(L.experiment_report("x-pinned"))
     v1 = VersionManifest.from_dict(store.get_json(L.version("m", uid, 1)))
     purged = v1.chains[0][1].key
+    # what the first training job of shard 0 wrote as it finished (job records go once published):
+    # its chain names the checkpoint the forget purges
+    job = {"chain": [r.to_dict() for r in v1.chains[0]], "computeSeconds": 0.1, "slicesDone": 2}
     saved = {"version": store.get_bytes(L.version("m", uid, 1)), "checkpoint": store.get_bytes(purged),
+             "job_key": L.job_status("m", uid, job_name("m", 0, 1, 0)).encode(), "job": json.dumps(job).encode(),
              "meta": store.get_bytes(L.checkpoint_meta(purged)), "payload": store.get_bytes(v.payload_key),
              "payload_key": v.payload_key.encode(), "report": saved_report,
              "predictions": store.get_bytes(L.experiment_predictions("x-pinned"))}
@@ -153,6 +157,19 @@ def test_a_re_uploaded_version_manifest_and_payload_are_found(purged):
     finally:
         store.delete(L.version("m", uid, 1))
         store.delete(pkey)
+    assert purged.scan().clean
+
+
+def test_a_re_uploaded_job_record_naming_a_purged_checkpoint_is_found(purged):
+    store, key = purged.store, purged.saved["job_key"].decode()
+    assert not store.exists(key)  # job records are history once their version is published
+    store.put_bytes(key, purged.saved["job"])
+    try:
+        (f,) = purged.scan().findings
+        assert (f.key, f.kind) == (key, "job")
+        assert "job record names 1 checkpoint(s)" in f.reason and purged.purged_key in f.reason
+    finally:
+        store.delete(key)
     assert purged.scan().clean
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class LocalExecutor:
     parallel: int = 2
     retries: int = 2
     log_dir: Path | None = None
+    log: Callable[[str], None] = lambda m: None
     procs: dict[str, _Proc] = field(default_factory=dict)
 
     def running(self) -> set[str]:
@@ -92,6 +94,9 @@ class LocalExecutor:
             elif p.popen.stderr is not None:
                 tail = p.popen.stderr.read().decode(errors="replace")[-2000:]
             if rc not in (0, EXIT_BAD_CONFIG) and p.attempt <= self.retries:
+                last = next((ln for ln in reversed(tail.strip().splitlines()) if ln.strip()), "no output")
+                self.log(f"job {name}: trainer exited {rc} ({last.strip()[:200]}); "
+                         f"starting it again (attempt {p.attempt + 1} of {self.retries + 1})")
                 self.start(name, p.request_key, p.attempt + 1)
                 continue
             done.append(Finished(name, rc, time.perf_counter() - p.started, tail))

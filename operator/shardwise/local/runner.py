@@ -40,7 +40,7 @@ class LocalRunner:
     def __post_init__(self) -> None:
         self.registry = Registry(self.store, self.namespace)
         self.control = StoreControl(self.store, self.namespace, self.log)
-        self.executor = LocalExecutor(self.store.uri, self.parallel, log_dir=self.log_dir)
+        self.executor = LocalExecutor(self.store.uri, self.parallel, log_dir=self.log_dir, log=self.log)
         self._exits: dict[str, tuple[int, str]] = {}
 
     def view(self, name: str, revision: int | None = None) -> DatasetView:
