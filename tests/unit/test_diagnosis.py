@@ -261,3 +261,17 @@ def test_diagnose_an_empty_split_has_no_metrics_but_still_label_issues():
     assert rep["labelIssues"]["flagged"] > 0
     with pytest.raises(ValueError, match="split"):
         diagnose(preds, "validation")
+
+
+def test_the_page_lists_every_flagged_sample_when_the_report_keeps_only_the_first():
+    from shardwise.ui.items import candidate_rows
+
+    preds, _ = predictions()
+    full = diagnose(preds, "test", top_candidates=10**6)
+    short = diagnose(preds, "test", top_candidates=5)
+    flagged = full["labelIssues"]["flagged"]
+    assert len(short["labelIssues"]["candidates"]) == 5 < flagged == short["labelIssues"]["flagged"]
+    rows = candidate_rows(short, preds)
+    assert len(rows) == flagged
+    assert rows.ids.tolist() == [c["id"] for c in full["labelIssues"]["candidates"]]
+    assert rows.ids[:5].tolist() == [c["id"] for c in short["labelIssues"]["candidates"]]  # the same ranking

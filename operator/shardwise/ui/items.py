@@ -45,10 +45,11 @@ class Rows:
 
 
 def candidate_rows(report: dict, preds: Predictions) -> Rows:
-    """The report's labelIssues candidates as ranked (found again from the predictions, with the
-    same finder, for a report that has none)."""
+    """The report's labelIssues candidates as ranked. Found again from the predictions, with the
+    same finder, for a report that has none or that keeps only the first of them (500): the page
+    lists every flagged sample."""
     issues = report.get("labelIssues")
-    if issues is None:
+    if issues is None or issues.get("flagged", 0) > len(issues.get("candidates") or []):
         from shardwise.diagnosis.diagnose import label_issue_rows
 
         issues = label_issue_rows(preds, len(preds))
