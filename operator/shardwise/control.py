@@ -493,7 +493,8 @@ class StoreControl:
         return ExperimentObservation(ds, model.metadata.labels.get(EXPERIMENT_LABEL),
                                      pub.version if pub else None, versions, self._report(exp.name),
                                      self._report(exp.spec.baselineRef) if exp.spec.baselineRef else None,
-                                     self.datasets.current_revision(ds) if self.datasets.exists(ds) else None)
+                                     self.datasets.current_revision(ds) if self.datasets.exists(ds) else None,
+                                     _uid(model))
 
     def _report(self, experiment: str) -> dict | None:
         try:

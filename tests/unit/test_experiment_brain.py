@@ -187,3 +187,11 @@ def test_unpinning_a_revision_or_dropping_the_baseline_tests_again():
     assert run(AFTER, obs(baseline=report(1), report=compared_report), name="after")[0] == []
     # spec.baselineRef removed: a report compared with a baseline is not this spec's answer
     assert run(SPEC, obs(report=compared_report), name="after")[0] == [RunEvaluation(3, "k")]
+
+
+def test_a_report_of_an_earlier_model_of_the_same_name_is_not_taken():
+    """The ShardedModel was deleted and created again: its version 3 is another model's version 3."""
+    o = lambda uid: ExperimentObservation(model_dataset="d", published=3, stored_versions=VERSIONS,  # noqa: E731
+                                          report=report(3, modelUid="u-old"), model_uid=uid)
+    assert run(SPEC, o("u-new"))[0] == [RunEvaluation(3, "k")]
+    assert run(SPEC, o("u-old"))[0] == []

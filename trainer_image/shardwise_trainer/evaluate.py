@@ -75,7 +75,8 @@ def experiment_report(store: Store, request: dict[str, Any], spec: ShardedModelS
     split = request.get("split", "test")
     preds = predict_all(store, spec, version.finals(), view, forgotten_now)
     store.put_verified(request["predictions"], preds.to_npz())
-    report = {"experiment": request.get("experiment"), "model": request["model"], "version": version.version,
+    report = {"experiment": request.get("experiment"), "model": request["model"], "modelUid": request["uid"],
+              "version": version.version,
               "dataset": spec.datasetRef, "datasetRevision": view.state.revision, "modelRevision": version.revision,
               "split": split,
               **diagnose(preds, split), "predictionsKey": request["predictions"], "comparison": None}

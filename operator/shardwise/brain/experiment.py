@@ -25,6 +25,7 @@ class ExperimentObservation:
     report: dict | None = None  # this Experiment's stored report
     baseline: dict | None = None  # the baseline Experiment's stored report
     dataset_revision: int | None = None  # the Dataset's current revision
+    model_uid: str | None = None  # the model's metadata.uid: a report of a same-named earlier model is not its own
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,14 @@ def build_experiment_model(exp: Experiment) -> ShardedModel:
     })
 
 
-def _answers(report: dict, spec: ExperimentSpec, model: str, version: int) -> bool:
-    """Whether a stored report is this spec's test run: the same model, version, split and Dataset
-    revision (the pinned one, else the version's own). Any other report is run again."""
+def _answers(report: dict, spec: ExperimentSpec, model: str, version: int, uid: str | None) -> bool:
+    """Whether a stored report is this spec's test run: the same model (name, and uid where both
+    know it), version, split and Dataset revision (the pinned one, else the version's own). Any
+    other report is run again."""
     revision = spec.datasetRevision or report.get("modelRevision")
+    same_model = uid is None or report.get("modelUid") in (None, uid)
     return (report.get("model"), report.get("version"), report.get("split"), report.get("datasetRevision")) == (
-        model, version, spec.split, revision) and revision is not None
+        model, version, spec.split, revision) and revision is not None and same_model
 
 
 def _compared_with(report: dict) -> tuple[str | None, int | None]:
@@ -103,7 +106,7 @@ def reconcile_experiment(name: str, spec: ExperimentSpec, status: ExperimentStat
     if wanted is not None and (obs.dataset_revision or 0) < wanted:
         return stop("Pending", "RevisionNotFound", f"spec.datasetRevision: waiting for Dataset {spec.datasetRef!r} "
                                                    f"to reach revision {wanted} (now {obs.dataset_revision or 'none'})")
-    report = obs.report if obs.report and _answers(obs.report, spec, model, version) else None
+    report = obs.report if obs.report and _answers(obs.report, spec, model, version, obs.model_uid) else None
     base = obs.baseline
     stale = report is not None and (base is not None or spec.baselineRef is None) and \
         _compared_with(report) != (spec.baselineRef, base.get("version") if base else None)
