@@ -256,3 +256,30 @@ def test_cel_rule_makes_an_experiments_training_spec_immutable():
     assert _allowed("Experiment", trains, {**trains, "train": {"shards": 3, "slices": 1}}) == ["spec.train is immutable"]
     assert _allowed("Experiment", tested, trains) == ["spec.train is immutable"]
     assert _allowed("Experiment", trains, tested) == ["spec.train is immutable"]
+
+
+def test_every_string_list_and_map_under_a_transition_rule_is_bounded():
+    """The API server estimates a CEL rule's cost from maxLength / maxItems / maxProperties and
+    refuses the CRD when the estimate is over budget: an unbounded string is costed at megabytes."""
+    from shardwise.api.immutable import IMMUTABLE
+
+    def unbounded(node: dict, path: str):
+        t = node.get("type")
+        if t == "string" and "maxLength" not in node and "enum" not in node:
+            yield path
+        if t == "array":
+            if "maxItems" not in node:
+                yield path
+            yield from unbounded(node.get("items", {}), path + "[]")
+        if t == "object":
+            if isinstance(node.get("additionalProperties"), dict):
+                if "maxProperties" not in node:
+                    yield path
+                yield from unbounded(node["additionalProperties"], path + "{}")
+            for k, v in (node.get("properties") or {}).items():
+                yield from unbounded(v, f"{path}.{k}")
+
+    for kind, fields in IMMUTABLE.items():
+        spec = crd_for(KINDS[kind])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        for f in fields:
+            assert list(unbounded(spec["properties"][f], f"{kind}.spec.{f}")) == []

@@ -522,3 +522,14 @@ def test_random_csv_loads_exactly_or_names_the_bad_line(tmp_path_factory, case):
     assert [t.class_names[c] for c in t.labels] == [g[1] for g in good]
     assert t.owners.tolist() == [g[2] for g in good]
     np.testing.assert_array_equal(t.features, np.array([g[3] for g in good], dtype=np.float32))
+
+
+def test_ids_and_owner_keys_longer_than_a_forget_request_can_name_are_refused(tmp_path):
+    ok = "i" * 256
+    p = write(tmp_path / "ok.csv", f"id,label,owner,x\n{ok},a,{'o' * 256},1\nb,b,,2\n")
+    assert load_source(src(uri=str(p))).ids.tolist() == [ok, "b"]
+    long_id = write(tmp_path / "id.csv", f"id,label,x\na,a,1\n{'i' * 257},b,2\n")
+    assert refusal(long_id) == f"{long_id} line 3, field 'id': the id is 257 characters long; at most 256 are allowed"
+    long_owner = write(tmp_path / "owner.jsonl", json.dumps({"id": "a", "label": "x", "owner": "o" * 300,
+                                                             "features": [1]}) + "\n")
+    assert "field 'owner': the owner key is 300 characters long; at most 256" in refusal(long_owner)

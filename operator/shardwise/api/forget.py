@@ -12,7 +12,10 @@ from shardwise.api.common import Name, Resource, StatusBase, Strict
 class ForgetRequestSpec(Strict):
     datasetRef: Name = Field(description="The Dataset (same namespace) to forget samples from.")
     sampleIds: list[str] = Field(
-        default_factory=list, max_length=100_000, description="Sample ids to forget (set this or ownerKey)."
+        default_factory=list, max_length=100_000, description="Sample ids to forget (set this or ownerKey).",
+        # the bound the validator below enforces, also in the CRD: it keeps the CEL immutability rule's
+        # estimated cost within the API server's budget (an unbounded string is costed at megabytes)
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 256}},
     )
     ownerKey: str | None = Field(
         None, min_length=1, max_length=256, description="Forget every sample of this owner key."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -46,7 +46,9 @@ class ResourcesSpec(Strict):
     gpus: int = Field(0, ge=0, le=16, description="nvidia.com/gpu per training Job (Kubernetes only).")
     cpu: str = Field("1", max_length=32, description="CPU request per training Job.")
     memory: str = Field("2Gi", max_length=32, description="Memory request and limit per training Job.")
-    nodeSelector: dict[str, str] = Field(default_factory=dict)
+    nodeSelector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=64, description="Node labels a training pod must match (values: 63 "
+        "characters at most, as for any label).")
     tolerations: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
     priorityClassName: str | None = Field(None, max_length=253)
     queueName: str | None = Field(None, max_length=63, description="Kueue LocalQueue (kueue.x-k8s.io/queue-name).")

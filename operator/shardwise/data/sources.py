@@ -46,6 +46,7 @@ __all__ = ["load_source", "MAX_ROWS", "MAX_FEATURES"]
 MAX_ROWS = 10_000_000
 MAX_FEATURES = 100_000
 MAX_KEY_BYTES = 1024  # the S3 limit on an object key
+MAX_SAMPLE_KEY = 256  # characters of a sample id or owner key: what a ForgetRequest can name
 
 # What PIL reports for the image files we accept (MPO: JPEG with extra frames, as cameras write).
 IMAGE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG"}
@@ -330,12 +331,18 @@ class _Rows:
             )
 
     def check_id(self, line: int, sid: str) -> None:
+        if len(sid) > MAX_SAMPLE_KEY:  # a ForgetRequest names ids of at most this length
+            raise InvalidInput(f"{_where(self.name, line, self.id_field)}: the id is {len(sid)} characters long; "
+                               f"at most {MAX_SAMPLE_KEY} are allowed")
         first = self.first_line.get(sid)
         if first is not None:
             where = _where(self.name, line, self.id_field)
             raise InvalidInput(f"{where}: duplicate id {sid!r} (first on line {first})")
 
     def check_owner(self, line: int, owner: str) -> None:
+        if len(owner) > MAX_SAMPLE_KEY:  # and owner keys of at most this length
+            raise InvalidInput(f"{_where(self.name, line, self.owner_field)}: the owner key is {len(owner)} "
+                               f"characters long; at most {MAX_SAMPLE_KEY} are allowed")
         if owner.startswith(SCRUBBED_OWNER_PREFIX):
             raise InvalidInput(
                 f"{_where(self.name, line, self.owner_field)}: owner keys starting with "
