@@ -79,12 +79,12 @@ class Rig:
                 self.runner.executor.wait(0.1)
 
     def running(self, job: str) -> bool:
-        return job in self.runner.executor.procs and self.runner.executor.procs[job].popen.poll() is None
+        return job in self.runner.executor.procs and self.runner.executor.procs[job].poll() is None
 
     @contextmanager
     def frozen(self, job: str) -> Iterator[None]:
         """Hold a running trainer still, so whatever happens meanwhile happens *during* the job."""
-        pid = self.runner.executor.procs[job].popen.pid
+        pid = self.runner.executor.procs[job].pid
         os.kill(pid, signal.SIGSTOP)
         try:
             yield
