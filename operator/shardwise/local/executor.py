@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 EXIT_BAD_CONFIG = 2
-# what the forkserver imports once, so that every job forked from it starts warm
-PRELOAD = ["torch", "shardwise_trainer.__main__", "shardwise_trainer.train", "shardwise_trainer.evaluate",
-           "shardwise.store.s3", "shardwise.datasets"]
+# what the forkserver imports once, so that every job forked from it starts warm. torch._inductor:
+# torch.use_deterministic_algorithms() imports it (and dynamo) on first use, about 3 s on 2 cores.
+PRELOAD = ["torch", "torch._inductor", "shardwise_trainer.__main__", "shardwise_trainer.train",
+           "shardwise_trainer.evaluate", "shardwise.store.s3", "shardwise.datasets"]
 
 
 def _die_with_parent() -> None:
