@@ -176,7 +176,9 @@ def test_a_corrupt_checkpoint_is_reported_and_rebuilt_from_the_previous_good_one
 
 
 def test_forget_while_training_is_queued_then_done(cli):
-    f = cli.write("m.yaml", DATASET, model_doc(shards=2, slices=2, epochs=30))
+    # long enough that the forget is filed while the shards train (a job starts warm and a shard of
+    # 30 epochs trains in about a second)
+    f = cli.write("m.yaml", DATASET, model_doc(shards=2, slices=2, epochs=300))
     bg = subprocess.Popen(cli.args("apply", "-f", str(f)), env=cli.env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
     try:
