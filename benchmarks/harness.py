@@ -7,11 +7,14 @@ process start-up; B4 measures the full local body separately.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,3 +148,26 @@ def timed(fn, *args, **kw):
     t0 = time.perf_counter()
     out = fn(*args, **kw)
     return out, time.perf_counter() - t0
+
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def write_results(name: str, rows: list[dict], facts: dict[str, Any]) -> None:
+    """results/<name>.json: the rows and the machine and commit they were measured on."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": facts, "rows": rows}, indent=1))
+
+
+def run_alone(name: str, run: Callable[[bool], list[dict]], show: Callable[[dict], bool] = lambda r: True,
+              argv: list[str] | None = None) -> int:
+    """The command line of one benchmark module run by itself: [--quick], then results/<name>.json."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    rows = run(args.quick)
+    write_results(name, rows, machine() | {"quick": args.quick})
+    for r in rows:
+        if show(r):
+            print(r)
+    return 0

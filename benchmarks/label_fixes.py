@@ -20,8 +20,6 @@ B8 of `python benchmarks/run.py`.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,12 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import NS, World, accuracy, dataset, machine, retrain_for, spec, train_all  # noqa: E402
+from benchmarks.harness import NS, World, accuracy, dataset, retrain_for, run_alone, spec, train_all  # noqa: E402
 from benchmarks.label_issues import flip_labels  # noqa: E402
 from shardwise.brain.revision import RevisionState  # noqa: E402
 from shardwise.diagnosis.label_issues import find_label_issues  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 S, R, EPOCHS, BATCH, HIDDEN = 5, 2, 16, 32, 64  # the model of examples/annotation
 NOISE = (0.08, 0.30)
 SHARES = (0.25, 0.5, 1.0)  # fixes, as a share of the number of flipped labels
@@ -91,16 +88,7 @@ def run(quick: bool, log: Callable[[str], None] = lambda m: print(m, file=sys.st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
-    RESULTS.mkdir(exist_ok=True)
-    rows = run(args.quick)
-    (RESULTS / "label_fixes.json").write_text(json.dumps({"machine": machine() | {"quick": args.quick},
-                                                          "rows": rows}, indent=1))
-    for r in rows:
-        print(r)
-    return 0
+    return run_alone("label_fixes", run, argv=argv)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ as B7 of `python benchmarks/run.py`.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,13 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import NS, World, dataset, machine, spec, train_all  # noqa: E402
+from benchmarks.harness import NS, World, dataset, run_alone, spec, train_all  # noqa: E402
 from shardwise.brain.revision import RevisionState  # noqa: E402
 from shardwise.diagnosis.label_issues import (LabelIssues, cleanlab_issues, cleanlab_quality_ranking,  # noqa: E402
                                               confident_joint_issues, find_label_issues, precision_at,
                                               recall_at)
 
-RESULTS = Path(__file__).parent / "results"
 FLIP = 0.05
 # (shards, slices); epochs and batch as B1 uses for digits
 CONFIGS = [(4, 2), (5, 2), (8, 2)]
@@ -114,17 +111,7 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
-    RESULTS.mkdir(exist_ok=True)
-    rows = run(args.quick)
-    (RESULTS / "label_issues.json").write_text(json.dumps({"machine": machine() | {"quick": args.quick},
-                                                           "rows": rows}, indent=1))
-    for r in rows:
-        if r["shards"] == "mean":
-            print(r)
-    return 0
+    return run_alone("label_issues", run, lambda r: r["shards"] == "mean", argv=argv)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import (World, accuracy, dataset, machine, retrain_for, spec,  # noqa: E402
-                                timed, train_all)
+from benchmarks.harness import (RESULTS, World, accuracy, dataset, machine, retrain_for, spec,  # noqa: E402
+                                timed, train_all, write_results)
 
-RESULTS = Path(__file__).parent / "results"
 CONFIGS = [(1, 1), (4, 4), (8, 8), (16, 4)]
 # epochs and batch per dataset: enough to learn, small enough for 2 CPU cores
 TRAINING = {"digits": (16, 32), "synthetic": (10, 256)}
@@ -300,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     md = ["# Benchmark results\n\nMade by `python benchmarks/run.py`; each section names its machine and commit.\n"]
 
     def save(name: str, rows: list[dict]) -> None:
-        (RESULTS / f"{name}.json").write_text(json.dumps({"machine": facts, "rows": rows}, indent=1))
+        write_results(name, rows, facts)
 
     from benchmarks import label_fixes, label_issues
 
