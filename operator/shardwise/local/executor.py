@@ -5,8 +5,8 @@ command a Kubernetes Job runs) in a process of its own. Like a Job's podFailureP
 2 (bad configuration) fails at once and other failures are retried up to `retries` times.
 
 The processes are forked from a multiprocessing forkserver that has imported torch and the
-trainer once: a job then starts in milliseconds instead of paying the ~3 s torch import every
-time (benchmarks B4). Each job still is its own process, with its own exit code and log, that
+trainer once: a job then starts in milliseconds instead of paying ~3 s of imports (torch, and the
+inductor that deterministic mode loads) every time. Each job still is its own process, with its own exit code and log, that
 dies with its reconciler; it gets the environment and working directory the reconciler has
 when it starts the job.
 """
