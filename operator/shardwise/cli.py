@@ -301,11 +301,15 @@ def cmd_verify(args) -> int:
     for f in report.findings:
         print(f"FAIL {f}", file=sys.stderr)
     for k in report.unchecked:
-        print(f"unchecked (no known kind): {k}", file=sys.stderr)
+        print(f"unchecked (no known kind, or too large to read for names): {k}", file=sys.stderr)
+    for k in report.retained:
+        print(f"retained by design: {k} (a ForgetRequest names what it forgets; delete it once its certificate "
+              "is kept)", file=sys.stderr)
     forgotten = ", ".join(f"{d}: {n}" for d, n in sorted(report.forgotten.items())) or "none"
     print(f"scan: {report.objects} object(s), {report.versions} stored version(s), {report.delete_markers} delete "
           f"marker(s) under {args.namespace}/ against forgotten samples ({forgotten}): "
-          f"{len(report.findings)} finding(s), {len(report.unchecked)} unchecked")
+          f"{len(report.findings)} finding(s), {len(report.unchecked)} unchecked, "
+          f"{len(report.retained)} ForgetRequest(s) naming forgotten samples")
     return 1 if problems or report.findings else 0
 
 

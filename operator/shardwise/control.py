@@ -17,8 +17,9 @@ from shardwise.api.common import iso, now
 from shardwise.api.dataset import DatasetStatus
 from shardwise.api.experiment import EXPERIMENT_LABEL
 from shardwise.api.forget import ForgetRequestStatus
-from shardwise.api.model import ShardedModelStatus
+from shardwise.api.model import ShardedModelSpec, ShardedModelStatus
 from shardwise.brain import forget as fbrain
+from shardwise.brain.assignment import assign
 from shardwise.brain.experiment import ExperimentObservation
 from shardwise.brain.lineage import CheckpointRef, slice_fingerprints
 from shardwise.brain.model import ModelObservation, StartJob
@@ -59,41 +60,53 @@ class StoreControl:
         self.store, self.namespace, self.log = store, namespace, log
         self.layout = Layout(namespace)
         self.datasets = DatasetStore(store, self.layout)
-        self._views: dict[tuple[str, int], DatasetView] = {}
+        self._views: dict[tuple[str, int, int], DatasetView] = {}
 
     # -- datasets -------------------------------------------------------------------
     def view(self, name: str, revision: int | None = None) -> DatasetView:
-        rev = self.datasets.current_revision(name) if revision is None else revision
-        key = (name, rev)
-        view = self._views.pop(key, None) or self.datasets.view(name, rev)
+        """A revision of a Dataset (the current one by default), cached while the current one stays: a
+        later revision may have forgotten rows that an older view still holds."""
+        cur = self.datasets.current_revision(name)
+        key = (name, cur if revision is None else revision, cur)
+        view = self._views.pop(key, None) or self.datasets.view(name, key[1])
         self._views[key] = view  # most recent last
         while len(self._views) > VIEW_CACHE:  # each view holds a whole payload: keep a few
             del self._views[next(iter(self._views))]
         return view
 
     def reconcile_dataset(self, ds: Dataset) -> DatasetStatus:
-        """Ingest on first sight; the status of the current revision."""
+        """Ingest on first sight (again after a failure: the source may be readable now, and again when a
+        re-created Dataset names another source); the status of the current revision."""
         from shardwise.data.sources import load_source
 
         st = (ds.status or DatasetStatus()).model_copy(deep=True)
         st.observedGeneration = ds.metadata.generation
-        if not self.datasets.exists(ds.name):
-            if st.phase == "Failed":
-                return st  # a failed ingest waits for a new spec (or a delete), never a crash loop
-            self.log(f"dataset/{ds.name}: ingesting {ds.spec.source.builtin or ds.spec.source.uri}")
+        schema = self.datasets.schema(ds.name)
+        stored = self.datasets.exists(ds.name)
+        if not stored or (schema is not None and schema.source != ds.spec.model_dump(mode="json")):
             try:
-                self.datasets.ingest(ds.name, ds.spec, load_source(ds.spec.source))
+                classes = ds.spec.classes or (schema.classes if schema is not None else None)
+                table = load_source(ds.spec.source, classes=classes)
+                what = "re-ingesting" if stored else "ingesting"
+                self.log(f"dataset/{ds.name}: {what} {ds.spec.source.builtin or ds.spec.source.uri}")
+                _, skipped = self.datasets.ingest(ds.name, ds.spec, table,
+                                                  list(table.feature_names) if table.feature_names else None)
+                st.skippedForgotten = skipped
+                self._views = {k: v for k, v in self._views.items() if k[0] != ds.name}
+                if skipped:
+                    self.log(f"dataset/{ds.name}: left out {skipped} row(s) of the source that were forgotten before")
             except ShardwiseError as e:
+                if st.phase != "Failed" or st.message != str(e):
+                    self.log(f"dataset/{ds.name}: ingest failed: {e}")
                 st.phase = "Failed"
                 st.message = str(e)
                 st.set_condition("Ready", "False", "IngestFailed", str(e))
-                self.log(f"dataset/{ds.name}: ingest failed: {e}")
                 return st
         v = self.view(ds.name)
         st.phase = "Ready"
         st.message = ""
         st.revision = v.state.revision
-        st.samples = len(v.table)
+        st.samples = len(v.table) + len(v.forgotten)
         st.activeSamples = int(v.state.active.sum())
         st.tombstoned = st.samples - st.activeSamples
         st.classes = len(v.table.class_names)
@@ -102,7 +115,10 @@ class StoreControl:
 
     # -- forget requests ----------------------------------------------------------------
     def accept_forgets(self, dataset: str, requests: list[ForgetRequest]) -> dict[str, ForgetRequestStatus]:
-        """Resolve pending requests of one dataset and tombstone them all in ONE new revision."""
+        """Resolve pending requests of one dataset and forget them all in ONE new revision.
+
+        A request whose every sample was forgotten before changes nothing: it is certified at once and
+        writes no revision."""
         out: dict[str, ForgetRequestStatus] = {}
         if not self.datasets.exists(dataset):
             for fr in requests:
@@ -110,68 +126,83 @@ class StoreControl:
                                               f"waiting for Dataset {dataset!r}")
             return out
         v = self.view(dataset)
+        key = self.datasets.key(dataset)
         done = self._revisions_of(dataset, {fr.name for fr in requests})
-        if done:  # tombstoned by a run that died before it could mark them accepted
-            self.datasets.scrub(dataset)
-        accepted: list[tuple[ForgetRequest, np.ndarray, int]] = []
+        accepted: list[tuple[ForgetRequest, np.ndarray, int, str]] = []
         for fr in requests:
-            if fr.name in done:
-                rev = done[fr.name]
-                before = np.where(v.state.tombstoned_at >= rev, 0, v.state.tombstoned_at)
-                res = fbrain.resolve(fr.spec, v.table.ids, v.table.owners, before)
-                out[fr.name] = self._accepted(fr, rev, res.indices, len(res.already_forgotten))
+            if fr.name in done:  # forgotten by a run that died before it could mark the request accepted
+                rev, entry = done[fr.name]
+                out[fr.name] = self._accepted(fr, rev, entry["samples"], entry["alreadyForgotten"])
                 continue
-            res = fbrain.resolve(fr.spec, v.table.ids, v.table.owners, v.state.tombstoned_at)
+            res = fbrain.resolve(fr.spec, v.table.ids, v.table.owners, v.forgotten, key.tag)
             why = fbrain.rejection(fr.spec, res)
             if why:
                 out[fr.name] = _forget_status(fr, "Failed", "Failed", "True", "UnknownSamples", why)
                 self.log(f"forgetrequest/{fr.name}: rejected: {why}")
+            elif res.indices.size == 0:
+                out[fr.name] = self._nothing_to_do(fr, v.state.revision, len(res.already_forgotten))
             else:
-                accepted.append((fr, res.indices, len(res.already_forgotten)))
+                digest = key.digest(v.table.ids[res.indices].tolist())
+                accepted.append((fr, res.indices, len(res.already_forgotten), digest))
         if not accepted:
             return out
-        idx = np.unique(np.concatenate([a[1] for a in accepted]))
-        new = v.state.forget(idx)
-        names = [a[0].name for a in accepted]
-        self.datasets.write_revision(dataset, new, {"kind": "forget", "requests": names, "samples": int(idx.size)})
-        fault_point("dataset.after-revision")
-        scrubbed = self.datasets.scrub(dataset)
-        self.log(f"dataset/{dataset}: revision {new.revision} tombstones {idx.size} sample(s) "
-                 f"for {', '.join(names)} (payload rows scrubbed: {scrubbed})")
-        for fr, ix, already in accepted:
-            out[fr.name] = self._accepted(fr, new.revision, ix, already)
+        rows = np.unique(np.concatenate([a[1] for a in accepted]))
+        base = len(v.forgotten)  # the new tombstones are appended in row order
+        entries = [{"name": fr.name, "samples": int(ix.size), "alreadyForgotten": already, "idsHmac": digest,
+                    "tombstones": (base + np.searchsorted(rows, ix)).tolist()}
+                   for fr, ix, already, digest in accepted]
+        new, _ = self.datasets.forget(dataset, rows, {"kind": "forget", "samples": int(rows.size),
+                                                      "requests": entries})
+        self._views = {k: x for k, x in self._views.items() if k[0] != dataset}
+        self.log(f"dataset/{dataset}: revision {new.revision} forgets "
+                 + ", ".join(f"{e['samples']} sample(s) for {e['name']}" for e in entries)
+                 + "; their payload rows, labels and relabel records are removed")
+        self.redact_experiments(dataset)
+        for fr, ix, already, _ in accepted:
+            out[fr.name] = self._accepted(fr, new.revision, int(ix.size), already)
         return out
 
-    def _accepted(self, fr: ForgetRequest, revision: int, indices: np.ndarray, already: int) -> ForgetRequestStatus:
+    def _accepted(self, fr: ForgetRequest, revision: int, samples: int, already: int) -> ForgetRequestStatus:
         st = (fr.status or ForgetRequestStatus()).model_copy(deep=True)
         st.observedGeneration = fr.metadata.generation
         st.datasetRevision = revision
-        st.samples = int(indices.size)
+        st.samples = samples
         st.alreadyForgotten = already
         st.acceptedAt = iso(now())
         st.deadline = _plus_days(fr.metadata.creationTimestamp or st.acceptedAt, fr.spec.deadlineDays)
         st.phase = "Retraining"
-        st.set_condition("Progressing", "True", "Tombstoned", f"dataset revision {revision}")
+        st.set_condition("Progressing", "True", "Forgotten", f"dataset revision {revision}")
         return st
 
-    def _revisions_of(self, dataset: str, names: set[str]) -> dict[str, int]:
-        """Requests among `names` that a revision already tombstoned -> that revision.
+    def _nothing_to_do(self, fr: ForgetRequest, revision: int, already: int) -> ForgetRequestStatus:
+        """Every sample named was forgotten by an earlier request: certify that, and nothing more."""
+        st = self._accepted(fr, revision, 0, already)
+        cert = self._ledgered(fr.name, None)
+        if cert is None:
+            cert = fbrain.certificate(fr.name, fr.spec.datasetRef, None, 0, already, "", [], st.acceptedAt or "",
+                                      iso(now()))
+            cert["ledgerEntry"] = self._append_ledger(fr.name, cert)
+        return self._complete(fr, st, cert, f"nothing to forget: {already} sample(s) were forgotten before")
+
+    def _revisions_of(self, dataset: str, names: set[str]) -> dict[str, tuple[int, dict]]:
+        """Requests among `names` that a revision already forgot -> (that revision, its entry).
 
         Read only when requests are pending (rare), newest first: a crash between writing the
-        revision and marking the requests accepted must not tombstone them again.
-        """
-        found: dict[str, int] = {}
+        revision and marking the requests accepted must not forget them again."""
+        found: dict[str, tuple[int, dict]] = {}
         for rev in range(self.datasets.current_revision(dataset), 1, -1):
             change = self.store.get_json(self.layout.dataset_revision(dataset, rev)).get("change", {})
             if change.get("kind") == "forget":
-                for name in set(change.get("requests", [])) & names - found.keys():
-                    found[name] = rev
+                for entry in change.get("requests", []):
+                    if entry["name"] in names and entry["name"] not in found:
+                        found[entry["name"]] = (rev, entry)
             if len(found) == len(names):
                 break
         return found
 
     def complete_forget(self, fr: ForgetRequest, models: list[ShardedModel]) -> ForgetRequestStatus | None:
-        """The new status once every model on the dataset has published and purged; None if unchanged."""
+        """The new status once every model on the dataset has published and purged, and the retained
+        checkpoints of deleted models are purged too; None if unchanged."""
         st = fr.status
         if st is None or st.phase in ("Complete", "Failed") or st.datasetRevision is None:
             return None
@@ -188,39 +219,55 @@ class StoreControl:
                 if risk:
                     new.set_condition("DeadlineAtRisk", "True", risk, f"{new.timeLeft} left to {new.deadline}")
             return None if new.same_as(st) else new
-        purges = []
-        for m in models:
-            prefix = f"{self.layout.model(m.name, _uid(m))}/purges/"
-            recs = [self.store.get_json(k) for k in sorted(self.store.list(prefix)) if k.endswith(".json")]
-            rec = next((r for r in recs if r["revision"] >= T), recs[-1] if recs else {})
-            purges.append(fbrain.ModelPurge(m.name, _uid(m), rec.get("revision", T),
-                                            rec.get("publishedVersion") or 0, rec))
+        dataset = fr.spec.datasetRef
+        live = {(m.name, _uid(m)) for m in models}
+        retained = [r for r in self.trained_on(dataset) if (r["model"], r["uid"]) not in live]
+        for r in retained:  # deleted models whose checkpoints were kept hold the samples as much
+            self.purge_retained(r, T)
         cert = self._ledgered(fr.name, T)  # a run that died right after appending it
         if cert is None:
-            cert = fbrain.certificate(fr.name, fr.spec.datasetRef, T, st.samples or 0,
-                                      fbrain.ids_digest(self._forgotten_ids(fr)), purges, st.acceptedAt or "",
-                                      iso(now()))
+            entry = self._request_entry(dataset, T, fr.name)
+            tomb = np.asarray(entry.get("tombstones", []), dtype=np.int64)
+            v = self.view(dataset)
+            purges = []
+            for name, uid, spec, deleted in ([(m.name, _uid(m), m.spec, False) for m in models]
+                                             + [(r["model"], r["uid"], ShardedModelSpec.model_validate(r["spec"]),
+                                                 True) for r in retained]):
+                rec = self._purge_record_for(name, uid, T)
+                purges.append(fbrain.ModelPurge(name, uid, rec.get("revision", T), rec.get("publishedVersion") or 0,
+                                                rec, _cells(v, tomb, spec), deleted))
+            cert = fbrain.certificate(fr.name, dataset, T, st.samples or 0, st.alreadyForgotten or 0,
+                                      entry.get("idsHmac", ""), purges, st.acceptedAt or "", iso(now()))
             cert["ledgerEntry"] = self._append_ledger(fr.name, cert)
         fault_point("forget.after-ledger")
+        n = len(models) + len(retained)
+        return self._complete(fr, st, cert, f"forgotten from {n} model(s)"
+                              + (f" ({len(retained)} deleted, checkpoints retained)" if retained else ""))
+
+    def _complete(self, fr: ForgetRequest, st: ForgetRequestStatus, cert: dict, message: str) -> ForgetRequestStatus:
         new = st.model_copy(deep=True)
         new.certificate = cert
         new.completedAt = cert["completedAt"]
         new.phase = "Complete"
         new.timeLeft = None
         new.conditions = [c for c in new.conditions if c.type != "DeadlineAtRisk"]
-        new.message = f"forgotten from {len(models)} model(s)"
+        new.message = message
         new.set_condition("Progressing", "False", "Complete", "")
         new.set_condition("Ready", "True", "Complete", new.message)
-        self.log(f"forgetrequest/{fr.name}: Complete ({st.samples} sample(s), {len(models)} model(s))")
+        self.log(f"forgetrequest/{fr.name}: Complete ({new.samples} sample(s); {message})")
         return new
 
-    def _forgotten_ids(self, fr: ForgetRequest) -> list[str]:
-        v = self.view(fr.spec.datasetRef)
-        hit = np.flatnonzero(v.state.tombstoned_at == fr.status.datasetRevision)  # type: ignore[union-attr]
-        res = fbrain.resolve(fr.spec, v.table.ids, v.table.owners, np.zeros_like(v.state.tombstoned_at))
-        return sorted(set(v.table.ids[np.intersect1d(hit, res.indices)].tolist()))
+    def _request_entry(self, dataset: str, revision: int, request: str) -> dict:
+        change = self.store.get_json(self.layout.dataset_revision(dataset, revision)).get("change", {})
+        return next((e for e in change.get("requests", []) if e.get("name") == request), {})
 
-    def _ledgered(self, request: str, revision: int) -> dict | None:
+    def _purge_record_for(self, model: str, uid: str, revision: int) -> dict:
+        """The first purge record of a model at `revision` or later (the one that covered it)."""
+        prefix = f"{self.layout.model(model, uid)}/purges/"
+        recs = [self.store.get_json(k) for k in sorted(self.store.list(prefix)) if k.endswith(".json")]
+        return next((r for r in recs if r["revision"] >= revision), {})
+
+    def _ledgered(self, request: str, revision: int | None) -> dict | None:
         """The certificate already in the ledger for this request and revision, if any."""
         for key in sorted(self.store.list(self.layout.ledger()), reverse=True):
             if key.endswith(f"-{request}.json"):
@@ -249,8 +296,9 @@ class StoreControl:
             raise InvalidInput(f"--label: {', '.join(map(repr, bad))} is not a class of Dataset {dataset!r} "
                                f"(classes: {', '.join(v.table.class_names)})")
         idx = np.array([pos[i] for i in labels], dtype=np.int64)
-        new = v.state.relabel(idx, np.array([classes[lab] for lab in labels.values()], dtype=np.int64))
-        self.datasets.write_revision(dataset, new, {
+        new = self.datasets.cumulative(dataset).relabel(idx, np.array([classes[lab] for lab in labels.values()],
+                                                                       dtype=np.int64))
+        self.datasets.write_state(dataset, new, {
             "kind": "relabel", "by": by, "at": iso(now()),
             "labels": [{"id": i, "from": v.table.class_names[int(v.state.labels[pos[i]])], "to": lab}
                        for i, lab in labels.items()]})
@@ -258,36 +306,42 @@ class StoreControl:
         return new.revision
 
     def drop(self, dataset: str, ids: list[str], by: str) -> int:
-        """Take samples out of training (a tombstone revision recording who and when). Returns the revision.
+        """Take samples out of training (a revision recording who and when). Returns the revision.
 
-        A curation step, not a GDPR forget: no ForgetRequest, certificate or payload scrub. Ids are
-        checked first; nothing is written unless all are valid.
+        A curation step, not a GDPR forget: no ForgetRequest or certificate, and the rows stay stored
+        (a ForgetRequest removes them). Ids are checked first; nothing is written unless all are valid.
         """
         v = self.view(dataset)
         ids = list(dict.fromkeys(ids))
         if not ids:
             raise InvalidInput("--id: no sample ids to drop")
         pos = _active_positions(v, dataset, ids, gone="already dropped or forgotten")
-        new = v.state.forget(np.array([pos[i] for i in ids], dtype=np.int64))
-        self.datasets.write_revision(dataset, new, {"kind": "drop", "by": by, "at": iso(now()), "ids": ids})
+        new = self.datasets.cumulative(dataset).drop(np.array([pos[i] for i in ids], dtype=np.int64))
+        self.datasets.write_state(dataset, new, {"kind": "drop", "by": by, "at": iso(now()), "ids": ids})
         self.log(f"dataset/{dataset}: revision {new.revision} drops {len(ids)} sample(s) (by {by})")
         return new.revision
 
     # -- models -------------------------------------------------------------------------
-    def observe_model(self, m: ShardedModel, liveness: JobLiveness) -> ModelObservation:
+    def observe_model(self, m: ShardedModel, liveness: JobLiveness,
+                      dataset: Dataset | None | bool = True) -> ModelObservation:
+        """dataset: the model's Dataset resource as the body sees it (None: it does not exist); True when
+        the body does not say (the store alone decides)."""
         status = m.status or ShardedModelStatus()
-        revision = fps = None
-        if self.datasets.exists(m.spec.datasetRef):
+        revision = fps = spread = None
+        problem = _dataset_problem(m.spec.datasetRef, m.namespace, dataset)
+        if problem is None and self.datasets.exists(m.spec.datasetRef):
             v = self.view(m.spec.datasetRef)
             revision = v.state.revision
             a = v.assignment(m.spec.shards, m.spec.slices, m.spec.training.seed, m.spec.groupBy == "owner")
-            fps = slice_fingerprints(a, v.state)
+            fps = slice_fingerprints(a, v.state, v.id_words)
+            spread = a.spread(v.state.active)
         jobs = self.job_records(m, liveness)
         return ModelObservation(
             name=m.name, spec=m.spec, status=status, generation=m.metadata.generation,
             revision=revision, fingerprints=fps, published=self.published(m), jobs=jobs,
             purged_revision=status.purgedRevision or 0, evaluated_version=status.accuracyVersion,
             corrupt=self._still_corrupt({j.corrupt for j in jobs if j.state == "failed" and j.corrupt}),
+            dataset_problem=problem, spread=spread,
         )
 
     def _still_corrupt(self, keys: set[str]) -> frozenset[str]:
@@ -342,6 +396,7 @@ class StoreControl:
             "parent": a.parent.to_dict() if a.parent else None, "keep": [r.to_dict() for r in a.keep],
         }
         key = L.job_request(m.name, uid, a.name)
+        self.record_trained(m)
         self.store.put_json(key, request)
         self.store.delete(L.job_status(m.name, uid, a.name))
         fault_point("job.after-request")
@@ -365,8 +420,8 @@ class StoreControl:
             "aggregation": m.spec.aggregation,
             "previousVersion": obs.published.version if obs.published else None,
             "newCheckpoints": [{"key": r.key, "sha256": r.sha256, "shard": r.shard, "slice": r.slice} for r in new_refs],
-            "jobs": [{"name": j.name, "shard": j.shard, "fromSlice": j.from_slice, "computeSeconds": j.seconds,
-                      "wallSeconds": j.extra.get("wallSeconds")} for j in used],
+            "jobs": [{"name": j.name, "shard": j.shard, "fromSlice": j.from_slice, "revision": j.revision,
+                      "computeSeconds": j.seconds, "wallSeconds": j.extra.get("wallSeconds")} for j in used],
         }
         self.store.put_json(L.version(m.name, uid, manifest.version), doc)
         fault_point("publish.after-manifest")
@@ -378,47 +433,12 @@ class StoreControl:
     def purge(self, m: ShardedModel, revision: int, obs: ModelObservation) -> int:
         """Delete whatever still holds samples forgotten up to `revision`; write the purge record."""
         L, uid = self.layout, _uid(m)
-        v = self.view(m.spec.datasetRef, revision)
-        a = v.assignment(m.spec.shards, m.spec.slices, m.spec.training.seed, m.spec.groupBy == "owner")
-        keys = [k for k in self.store.list(L.model(m.name, uid) + "/") if "/shard-" in k]
-        metas = [k for k in keys if k.endswith("/meta.json")]
-        stored = [CheckpointRef.from_dict(self.store.get_json(k)) for k in metas]
-        vdocs = {int(k.rsplit("/", 1)[1][:-5]): self.store.get_json(k)
-                 for k in self.store.list(L.versions(m.name, uid)) if k.endswith(".json")}
         # A trainer killed between a checkpoint and its meta.json leaves an orphan no version can
         # name. Without lineage it cannot be judged, so one older than this revision goes, unless
         # a job on its shard is running (it may be the one about to write the meta).
         busy = {j.shard for j in obs.jobs if j.state == "running"}
-        described = {k[: -len("meta.json")] + "checkpoint" for k in metas}
-        described |= {r["key"] for d in vdocs.values() for chain in d["shards"] for r in chain}
-        for key in sorted(k for k in keys if k.endswith("/checkpoint") and k not in described):
-            _, shard, _, rev, _ = key.rsplit("/", 4)  # .../shard-K/slice-R/rNNNNNN/checkpoint
-            if int(rev[1:]) < revision and int(shard[len("shard-"):]) not in busy:
-                self.store.delete(key)
         pub = obs.published.version if obs.published else None
-        plan = plan_purge(stored, [VersionManifest.from_dict(d) for d in vdocs.values()], pub, a,
-                          v.state.tombstoned_at)
-        # The record before any delete: a rerun after a crash no longer sees what was deleted,
-        # so it keeps what the earlier run planned and the certificate still names all of it.
-        record_key = L.purge_record(m.name, uid, revision)
-        try:
-            earlier = self.store.get_json(record_key)
-        except NotFound:
-            earlier = {}
-        held = _merge_held(earlier.get("purgedCheckpoints", {}),
-                           {k: v for k, v in plan.held.items() if not k.startswith("version:")})
-        held_versions = _merge_held(earlier.get("purgedVersions", {}),
-                                    {k.split(":")[1]: v for k, v in plan.held.items() if k.startswith("version:")})
-        self.store.put_json(record_key, {"revision": revision, "state": "purging", "purgedCheckpoints": held,
-                                         "purgedVersions": held_versions})
-        # Versions first (nothing may point at a missing checkpoint), then checkpoints.
-        for n in plan.versions:
-            self.store.delete(L.version(m.name, uid, n))
-        for i, ref in enumerate(plan.checkpoints):
-            if i == len(plan.checkpoints) // 2:
-                fault_point("purge.mid-delete")
-            self.store.delete(ref.key)
-            self.store.delete(L.checkpoint_meta(ref.key))
+        pubdoc = self._purge_model(m.name, uid, m.spec, revision, pub, busy)
         in_use = obs.published.keys() if obs.published else set()
         for key in sorted(obs.corrupt - in_use):  # rebuilt and no longer served: drop the bad bytes
             self.store.delete(key)
@@ -429,50 +449,141 @@ class StoreControl:
         jobs_prefix = f"{L.model(m.name, uid)}/jobs/"
         for name in sorted({k[len(jobs_prefix):].split("/")[0] for k in self.store.list(jobs_prefix)} - running):
             self.store.delete_prefix(f"{jobs_prefix}{name}/")
-        self.redact_experiments(v)
+        self.redact_experiments(m.spec.datasetRef)
         fault_point("purge.after-delete")
-        pubdoc = vdocs.get(pub, {}) if pub else {}
-        self.store.put_json(record_key, {
-            "revision": revision,
-            "state": "done",
-            "publishedVersion": pub,
-            "purgedCheckpoints": held,
-            "purgedVersions": held_versions,
-            "newCheckpoints": pubdoc.get("newCheckpoints", []),
-            "retrainedShards": [{"shard": j["shard"], "fromSlice": j["fromSlice"]} for j in pubdoc.get("jobs", [])],
-            "retrainSeconds": sum(j.get("computeSeconds") or 0 for j in pubdoc.get("jobs", [])),
-            "at": iso(now()),
-        })
-        if not plan.empty:
-            self.log(f"shardedmodel/{m.name}: purged {len(plan.checkpoints)} checkpoint(s) and "
-                     f"{len(plan.versions)} version(s) that held forgotten samples")
+        self._finish_purge_record(m.name, uid, revision, pub, pubdoc)
         return revision
 
+    def _purge_model(self, model: str, uid: str, spec: ShardedModelSpec, revision: int, published: int | None,
+                     busy: set[int]) -> dict:
+        """The purge of one model's stored objects at `revision` (live or retained). Returns the published
+        version's document (what the purge record reports as the retrain)."""
+        L = self.layout
+        v = self.view(spec.datasetRef, revision)
+        gone = v.gone(spec.shards, spec.slices, spec.training.seed, spec.groupBy == "owner")
+        keys = [k for k in self.store.list(L.model(model, uid) + "/") if "/shard-" in k]
+        metas = [k for k in keys if k.endswith("/meta.json")]
+        stored = [CheckpointRef.from_dict(self.store.get_json(k)) for k in metas]
+        vdocs = {int(k.rsplit("/", 1)[1][:-5]): self.store.get_json(k)
+                 for k in self.store.list(L.versions(model, uid)) if k.endswith(".json")}
+        described = {k[: -len("meta.json")] + "checkpoint" for k in metas}
+        described |= {r["key"] for d in vdocs.values() for chain in d["shards"] for r in chain}
+        for key in sorted(k for k in keys if k.endswith("/checkpoint") and k not in described):
+            _, shard, _, rev, _ = key.rsplit("/", 4)  # .../shard-K/slice-R/rNNNNNN/checkpoint
+            if int(rev[1:]) < revision and int(shard[len("shard-"):]) not in busy:
+                self.store.delete(key)
+        plan = plan_purge(stored, [VersionManifest.from_dict(d) for d in vdocs.values()], published, gone)
+        # The record before any delete: a rerun after a crash no longer sees what was deleted,
+        # so it keeps what the earlier run planned and the certificate still names all of it.
+        record_key = L.purge_record(model, uid, revision)
+        try:
+            earlier = self.store.get_json(record_key)
+        except NotFound:
+            earlier = {}
+        cells = {r.key: [r.shard, r.slice] for r in plan.checkpoints}
+        record = {
+            "revision": revision, "state": "purging",
+            "purgedCheckpoints": _merge_held(earlier.get("purgedCheckpoints", {}),
+                                             {k: h for k, h in plan.held.items() if not k.startswith("version:")}),
+            "purgedVersions": _merge_held(earlier.get("purgedVersions", {}),
+                                          {k.split(":")[1]: h for k, h in plan.held.items()
+                                           if k.startswith("version:")}),
+            "purgedCells": {**earlier.get("purgedCells", {}), **cells},
+            "versionHeld": {**earlier.get("versionHeld", {}), **{str(n): ks for n, ks in plan.version_held.items()}},
+        }
+        self.store.put_json(record_key, record)
+        # Versions first (nothing may point at a missing checkpoint), then checkpoints.
+        for n in plan.versions:
+            self.store.delete(L.version(model, uid, n))
+        for i, ref in enumerate(plan.checkpoints):
+            if i == len(plan.checkpoints) // 2:
+                fault_point("purge.mid-delete")
+            self.store.delete(ref.key)
+            self.store.delete(L.checkpoint_meta(ref.key))
+        if not plan.empty:
+            self.log(f"shardedmodel/{model}: purged {len(plan.checkpoints)} checkpoint(s) and "
+                     f"{len(plan.versions)} version(s) that held forgotten samples")
+        return vdocs.get(published, {}) if published else {}
+
+    def _finish_purge_record(self, model: str, uid: str, revision: int, published: int | None, pubdoc: dict) -> None:
+        key = self.layout.purge_record(model, uid, revision)
+        record = self.store.get_json(key)
+        record.update({"state": "done", "publishedVersion": published, "at": iso(now()),
+                       "newCheckpoints": pubdoc.get("newCheckpoints", []), "jobs": pubdoc.get("jobs", []),
+                       "retrainedShards": [{"shard": j["shard"], "fromSlice": j["fromSlice"]}
+                                           for j in pubdoc.get("jobs", [])],
+                       "retrainSeconds": sum(j.get("computeSeconds") or 0 for j in pubdoc.get("jobs", []))})
+        self.store.put_json(key, record)
+
+    # -- models trained on a Dataset, live or deleted ------------------------------------------
+    def record_trained(self, m: ShardedModel) -> None:
+        """Note, beside the Dataset, that this model trains on it (kept when the model is deleted with its
+        checkpoints retained, so that later forgets still find and purge them)."""
+        key = self.layout.dataset_trained(m.spec.datasetRef, m.name, _uid(m))
+        if not self.store.exists(key):
+            self.store.put_json(key, {"model": m.name, "uid": _uid(m), "spec": m.spec.model_dump(mode="json"),
+                                      "at": iso(now())})
+
+    def trained_on(self, dataset: str) -> list[dict]:
+        """Every model (live or deleted) recorded as trained on the Dataset."""
+        prefix = self.layout.dataset_trained_prefix(dataset)
+        return [self.store.get_json(k) for k in self.store.list(prefix) if k.endswith(".json")]
+
+    def forget_model(self, m: ShardedModel) -> None:
+        """Its objects are gone (storagePolicy Delete): drop the record beside the Dataset."""
+        self.store.delete(self.layout.dataset_trained(m.spec.datasetRef, m.name, _uid(m)))
+
+    def purge_retained(self, rec: dict, revision: int) -> None:
+        """Purge the retained checkpoints and versions of a deleted model that hold samples forgotten up to
+        `revision`. Nothing serves from them, so the published version goes too when it holds any."""
+        model, uid = rec["model"], rec["uid"]
+        spec = ShardedModelSpec.model_validate(rec["spec"])
+        L = self.layout
+        try:
+            done = self.store.get_json(L.purge_record(model, uid, revision)).get("state") == "done"
+        except NotFound:
+            done = False
+        if done:
+            return
+        try:
+            pub = int(self.store.get_json(L.current(model, uid))["version"])
+        except NotFound:
+            pub = None
+        pubdoc = self._purge_model(model, uid, spec, revision, None, set())
+        if pub is not None and not self.store.exists(L.version(model, uid, pub)):
+            self.store.delete(L.current(model, uid))  # it pointed at a version that held the samples
+            pub, pubdoc = None, {}
+        self.store.delete_prefix(f"{L.model(model, uid)}/jobs/")
+        self._finish_purge_record(model, uid, revision, pub, {})
+
     # -- experiments -----------------------------------------------------------------------
-    def redact_experiments(self, v: DatasetView) -> int:
-        """Remove the rows of samples tombstoned in `v` from every Experiment run on its Dataset.
+    def redact_experiments(self, dataset: str) -> int:
+        """Remove the rows of samples no longer trained on (dropped or forgotten) from every Experiment run
+        on the Dataset. Forgotten samples are recognised by their keyed tags (their ids are gone).
 
         Predictions before the report: a rerun after a crash finds each still to do on its own.
         Returns the number of rows removed."""
         from shardwise.diagnosis.predictions import Predictions
-        from shardwise.diagnosis.redact import redact_predictions, redact_report
+        from shardwise.diagnosis.redact import redact_predictions, redact_report, report_ids
 
-        gone = set(v.table.ids[v.state.tombstoned_at > 0].tolist())
-        if not gone:
+        v = self.view(dataset)
+        if not len(v.forgotten) and v.state.active.all():
             return 0
+        gone_of = self.gone_ids(v)
         removed = 0
         for key in sorted(k for k in self.store.list(self.layout.experiments()) if k.endswith("/report.json")):
             report = self.store.get_json(key)
-            if report.get("dataset") != v.name:
+            if report.get("dataset") != dataset:
                 continue
             pkey = report.get("predictionsKey") or key[: -len("report.json")] + "predictions.npz"
             try:
-                preds, n = redact_predictions(Predictions.from_npz(self.store.get_verified(pkey)), gone)
+                preds = Predictions.from_npz(self.store.get_verified(pkey))
+                preds, n = redact_predictions(preds, gone_of(preds.ids.astype(str).tolist()))
             except NotFound:
                 n = 0
             if n:
                 self.store.put_verified(pkey, preds.to_npz())
-            report, m = redact_report(report, gone)
+            report, m = redact_report(report, gone_of(sorted(report_ids(report))))
             if m:
                 self.store.put_json(key, report)
             if n or m:
@@ -480,6 +591,16 @@ class StoreControl:
                          "of forgotten or dropped samples")
             removed += n + m
         return removed
+
+    def gone_ids(self, v: DatasetView) -> Callable[[list[str]], set[str]]:
+        """ids -> those of samples dropped (by id) or forgotten (by keyed tag) in the Dataset of `v`."""
+        dropped = set(v.table.ids[~v.state.active].tolist())
+        key = self.datasets.key(v.name)
+        tags = set(v.forgotten.id_tag.tolist())
+
+        def gone(ids: list[str]) -> set[str]:
+            return {i for i in ids if i in dropped or key.tag("id", i) in tags}
+        return gone
 
     def experiment_inputs(self, exp: Experiment, models: list[ShardedModel]) -> ExperimentObservation:
         """What the brain decides an Experiment from: its model, the stored versions and reports."""
@@ -521,6 +642,26 @@ class StoreControl:
             return float(self.store.get_json(self.layout.evaluation(m.name, _uid(m), version))["accuracy"])
         except NotFound:
             return None
+
+
+def _cells(v: DatasetView, tombstones: np.ndarray, spec: ShardedModelSpec) -> frozenset[tuple[int, int]]:
+    """The (shard, slice) cells of a model that held the given forgotten samples (test samples hold none)."""
+    t = v.forgotten.take(tombstones)
+    a = assign(t.group_word if spec.groupBy == "owner" else t.id_word, t.train, spec.shards, spec.slices,
+               spec.training.seed)
+    m = a.shard >= 0
+    return frozenset(zip(a.shard[m].tolist(), a.slice[m].tolist()))
+
+
+def _dataset_problem(name: str, namespace: str, dataset: Dataset | None | bool) -> tuple[str, str] | None:
+    """(reason, message) when a model cannot train because of its Dataset resource; None otherwise."""
+    if dataset is True:
+        return None
+    if dataset is None or dataset is False:
+        return "DatasetNotFound", f"spec.datasetRef: Dataset {name!r} does not exist in namespace {namespace!r}"
+    if dataset.status is not None and dataset.status.phase == "Failed":
+        return "DatasetFailed", f"Dataset {name!r} failed: {dataset.status.message}"
+    return None
 
 
 def _merge_held(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, list[int]]:

@@ -26,6 +26,10 @@ class CorruptObject(ShardwiseError):
         self.key = key
 
 
+class Superseded(ShardwiseError):
+    """A job's input changed under it (samples it would train on were forgotten): start it anew."""
+
+
 class StoreUnavailable(ShardwiseError):
     """The object store cannot be reached or is not configured."""
 

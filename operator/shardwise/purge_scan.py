@@ -12,11 +12,15 @@ judges each one from the Dataset's tombstones and what the object itself says:
   r or before), so a checkpoint that lost its meta.json is still judged;
 - a meta.json, version manifest, job request or job status: when a checkpoint it
   names holds a forgotten sample;
-- a dataset payload: when a forgotten sample's row still has features or a clear
-  owner key (scrub zeroes one and hashes the other);
-- an experiment's predictions: when they have a row for a forgotten sample; its report: when a
-  per-sample list (hardest, label-issue candidates, flips) names one;
+- any object but a checkpoint's weights (payloads, states, manifests, job records, experiment
+  predictions and reports, resources, the ledger, and objects of no known kind): when it names a
+  forgotten sample's id or owner key in plain text. The scan keeps no list of them: it reads every
+  string the object holds (JSON keys and values, string arrays of an .npz, words of other text),
+  and tests the keyed tag of each against the Dataset's tombstones;
 - a folder store's leftover temp file: content unknown, always reported.
+
+ForgetRequest objects name what they forget, by design: they are listed as `retained`, not as
+findings (delete them once their certificates are kept).
 
 A model whose spec is unknown (deleted with its objects retained) cannot be assigned
 to shards: its objects trained before the latest forget are reported as unprovable.
@@ -25,10 +29,11 @@ Objects of no known kind are listed as unchecked, never silently passed.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +42,9 @@ import numpy as np
 
 from shardwise.api import ShardedModel
 from shardwise.api.model import ShardedModelSpec
-from shardwise.brain.assignment import Assignment
 from shardwise.brain.lineage import CheckpointRef
-from shardwise.brain.purge import held_tombstones
-from shardwise.brain.revision import SCRUBBED_OWNER_PREFIX
-from shardwise.data.table import SampleTable
-from shardwise.datasets import DatasetStore, DatasetView, _load_npz
+from shardwise.brain.purge import Gone, held_tombstones
+from shardwise.datasets import DatasetKey, DatasetStore, DatasetView
 from shardwise.errors import ShardwiseError
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
@@ -60,10 +62,12 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(rx)) for kind,
     ("eval", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/evals/\d+(\.request)?\.json"),  # accuracy; request has the spec
     ("record", r"models/[^/]+/[^/]+/(current\.json|purges/\d+\.json)"),  # a pointer, a purge record
     ("payload", r"datasets/(?P<dataset>[^/]+)/payload/[0-9a-f]+\.npz"),
-    ("record", r"datasets/[^/]+/(current\.json|payload\.json|index\.npz|\d+/manifest\.json|\d+/state\.npz)"),
+    ("record", r"datasets/(?P<dataset>[^/]+)/(current\.json|schema\.json|secret\.json|\d+/manifest\.json"
+               r"|\d+/state\.npz|trained/[^/]+\.json)"),
     ("predictions", r"experiments/(?P<experiment>[^/]+)/predictions\.npz"),
     ("report", r"experiments/(?P<experiment>[^/]+)/report\.json"),
     ("record", r"experiments/[^/]+/request\.json"),
+    ("request", r"resources/forgetrequests/[^/]+\.json"),
     ("record", r"resources/[^/]+/[^/]+\.json"),
     ("record", r"ledger/[^/]+\.json"),
 ]]
@@ -108,7 +112,8 @@ class ScanReport:
     versions: int = 0  # stored versions read or judged (== objects on an unversioned store)
     delete_markers: int = 0
     forgotten: dict[str, int] = field(default_factory=dict)  # dataset -> samples forgotten
-    unchecked: list[str] = field(default_factory=list)  # keys of no known kind
+    unchecked: list[str] = field(default_factory=list)  # keys of no known kind (still read for names)
+    retained: list[str] = field(default_factory=list)  # ForgetRequest objects naming what they forgot, by design
 
     @property
     def clean(self) -> bool:
@@ -121,43 +126,100 @@ def key_bound_ref(shard: int, slc: int, rev: int, key: str) -> CheckpointRef:
     return CheckpointRef(shard, slc, key, "", "", (), (rev,) * (slc + 1))
 
 
-def checkpoint_held(shard: int, slc: int, rev: int, key: str, lineages: Iterable[CheckpointRef],
-                    assignment: Assignment, tombstoned_at: np.ndarray) -> set[int]:
-    """Tombstone revisions a checkpoint holds, by its key bound and by every lineage recorded for it."""
-    held = held_tombstones(key_bound_ref(shard, slc, rev, key), assignment, tombstoned_at)
+def checkpoint_held(shard: int, slc: int, rev: int, key: str, lineages: Iterable[CheckpointRef], gone: Gone) -> set[int]:
+    """Revisions of gone samples a checkpoint holds, by its key bound and by every lineage recorded for it."""
+    held = held_tombstones(key_bound_ref(shard, slc, rev, key), gone)
     for ref in lineages:
         if ref.shard == shard and ref.slice == slc and len(ref.revisions) == slc + 1:
-            held |= held_tombstones(ref, assignment, tombstoned_at)
+            held |= held_tombstones(ref, gone)
         else:  # a lineage that does not fit its key: trust neither, assume the worst
-            held |= held_tombstones(key_bound_ref(shard, slc, 0, key), assignment, tombstoned_at)
+            held |= held_tombstones(key_bound_ref(shard, slc, 0, key), gone)
     return held
 
 
-def refs_held(refs: Iterable[CheckpointRef], namespace: str, assignment: Assignment,
-              tombstoned_at: np.ndarray) -> dict[str, set[int]]:
+def refs_held(refs: Iterable[CheckpointRef], namespace: str, gone: Gone) -> dict[str, set[int]]:
     """For manifests and job records: each named checkpoint that holds forgotten samples."""
     out: dict[str, set[int]] = {}
     prefix = namespace + "/"
     for ref in refs:
         c = classify(ref.key[len(prefix):]) if ref.key.startswith(prefix) else None
         bound = int(c[1]["rev"]) if c and c[0] == "checkpoint" else 0  # a key of no known form: assume the worst
-        h = checkpoint_held(ref.shard, ref.slice, bound, ref.key, [ref], assignment, tombstoned_at)
+        h = checkpoint_held(ref.shard, ref.slice, bound, ref.key, [ref], gone)
         if h:
             out[ref.key] = h
     return out
 
 
-def payload_leaks(table: SampleTable, forgotten_ids: np.ndarray) -> np.ndarray:
-    """Ids of forgotten samples whose payload row still has features or a clear owner key."""
-    dead = np.isin(table.ids, forgotten_ids)
-    feats = table.features.reshape(len(table), -1)[dead]
-    owners = table.owners[dead].astype(str)
-    clear = (owners != "") & ~np.char.startswith(owners, SCRUBBED_OWNER_PREFIX)
-    return table.ids[dead][(feats != 0).any(axis=1) | clear]
+_WORD_SPLIT = re.compile(r"""[\s"'`,;()\[\]{}<>=|]+""")
 
 
-def _ids(ids: np.ndarray) -> str:
-    shown = ", ".join(ids[:MAX_IDS].tolist())
+def strings_of(data: bytes, key: str) -> Iterator[str]:
+    """Every string an object holds: JSON keys and values, the string arrays of an .npz, else its words.
+
+    Each string is given whole and split into words (quotes, brackets, commas and spaces separate
+    them), so an id inside a message is found too."""
+    def whole_and_words(text: str) -> Iterator[str]:
+        yield text
+        if len(text) < 100_000:
+            yield from (w for w in _WORD_SPLIT.split(text) if w and w != text)
+
+    if data[:2] == b"PK" and key.endswith(".npz"):
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            for name in z.files:
+                yield name
+                arr = z[name]
+                if arr.dtype.kind == "U":
+                    for x in arr.ravel().tolist():
+                        yield from whole_and_words(x)
+                elif arr.dtype.kind == "S":
+                    for x in arr.ravel().tolist():
+                        yield from whole_and_words(x.decode("utf-8", "replace"))
+        return
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        yield from whole_and_words(data.decode("utf-8", "replace"))
+        return
+    stack = [doc]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            for k, v in x.items():
+                yield from whole_and_words(k)
+                stack.append(v)
+        elif isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, str):
+            yield from whole_and_words(x)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            yield str(x)
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What one Dataset forgot, as its key can recognise it."""
+
+    dataset: str
+    key: DatasetKey
+    id_tags: frozenset[bytes]
+    owner_tags: frozenset[bytes]
+
+    def named(self, strings: Iterable[str]) -> tuple[set[str], set[str]]:
+        """(forgotten ids, forgotten owner keys) among the strings."""
+        ids, owners = set(), set()
+        for text in set(strings):
+            if len(text) > 256:  # longer than any id or owner key a Dataset accepts
+                continue
+            if self.key.tag("id", text) in self.id_tags:
+                ids.add(text)
+            if self.owner_tags and self.key.tag("owner", text) in self.owner_tags:
+                owners.add(text)
+        return ids, owners
+
+
+def _ids(ids: Iterable[str]) -> str:
+    ids = sorted(ids)
+    shown = ", ".join(ids[:MAX_IDS])
     return shown + (f" and {len(ids) - MAX_IDS} more" if len(ids) > MAX_IDS else "")
 
 
@@ -192,15 +254,20 @@ def _json(store: Store, e: Entry) -> Any:
     return json.loads(_read(store, e))
 
 
+MAX_SCANNED = 512 * 2**20  # objects larger than this are not read for names (checkpoints never are)
+
+
 class _Scan:
     def __init__(self, store: Store, namespace: str, models: list[ShardedModel]):
         self.store, self.ns, self.L = store, namespace, Layout(namespace)
         self.report = ScanReport()
+        self.datasets = DatasetStore(store, self.L)
         self.views: dict[str, DatasetView | None] = {}
-        self.assignments: dict[tuple, Assignment] = {}
+        self.gones: dict[tuple, Gone] = {}
         self.specs: dict[tuple[str, str], ShardedModelSpec] = {
             (m.name, m.metadata.uid or "nouid"): m.spec for m in models}
         self.meta_refs: dict[tuple[str, str | None], CheckpointRef | None] = {}
+        self.forgotten: dict[str, Forgotten] = {}
 
     def find(self, e: Entry, kind: str, reason: str) -> None:
         self.report.findings.append(Finding(e.key, e.version, kind, reason))
@@ -208,39 +275,37 @@ class _Scan:
     def view(self, dataset: str) -> DatasetView | None:
         if dataset not in self.views:
             try:
-                self.views[dataset] = DatasetStore(self.store, self.L).view(dataset)
+                self.views[dataset] = self.datasets.view(dataset)
             except ShardwiseError as err:
                 self.views[dataset] = None
                 self.report.findings.append(Finding(self.L.dataset_current(dataset), None, "dataset",
                                                     f"cannot read Dataset {dataset!r} to learn what it forgot: {err}"))
         return self.views[dataset]
 
-    def tombstones(self, dataset: str) -> np.ndarray | None:
-        v = self.view(dataset)
-        return None if v is None else v.state.tombstoned_at
-
-    def forgotten_ids(self, datasets: Iterable[str]) -> np.ndarray:
-        """Ids of the samples the given Datasets forgot (those that can be read)."""
-        return np.concatenate([v.table.ids[v.state.tombstoned_at > 0] for d in datasets
-                               if (v := self.view(d)) is not None] or [np.array([], dtype=str)])
-
     def latest_forget(self) -> int:
-        """The highest tombstone revision of any Dataset (0 when nothing was forgotten)."""
-        return max((int(v.state.tombstoned_at.max()) for v in self.views.values()
-                    if v is not None and len(v.state.tombstoned_at)), default=0)
+        """The highest revision from which some sample is no longer trained on (0 when none)."""
+        out = 0
+        for v in self.views.values():
+            if v is None:
+                continue
+            if len(v.forgotten):
+                out = max(out, int(v.forgotten.since.max()))
+            if (~v.state.active).any():
+                out = max(out, int(v.state.tombstoned_at.max()))
+        return out
 
-    def model_basis(self, model: str, uid: str) -> tuple[Assignment, np.ndarray] | str:
-        """(assignment, tombstones) for a model, or why it cannot be had."""
+    def model_basis(self, model: str, uid: str) -> Gone | str:
+        """Where the gone samples lay in a model, or why that cannot be known."""
         spec = self.specs.get((model, uid))
         if spec is None:
             return f"no ShardedModel spec is known for model {model!r} (uid {uid})"
-        tomb = self.tombstones(spec.datasetRef)
-        if tomb is None:
+        v = self.view(spec.datasetRef)
+        if v is None:
             return f"Dataset {spec.datasetRef!r} of model {model!r} cannot be read"
         k = (spec.datasetRef, spec.shards, spec.slices, spec.training.seed, spec.groupBy == "owner")
-        if k not in self.assignments:
-            self.assignments[k] = self.view(spec.datasetRef).assignment(*k[1:])  # type: ignore[union-attr]
-        return self.assignments[k], tomb
+        if k not in self.gones:
+            self.gones[k] = v.gone(*k[1:])
+        return self.gones[k]
 
     def unprovable(self, e: Entry, kind: str, why: str, revision: int) -> None:
         """No basis to judge: report what was trained before the latest forget (it may hold it)."""
@@ -261,14 +326,13 @@ class _Scan:
         for e, c in kinds:  # what was forgotten, per Dataset
             rel = e.key[len(prefix):]
             if rel.startswith("datasets/") and rel.endswith("/current.json") and rel.count("/") == 2:
-                name = rel.split("/")[1]
-                tomb = self.tombstones(name)
-                if tomb is not None:
-                    self.report.forgotten[name] = int((tomb > 0).sum())
+                self._learn_dataset(rel.split("/")[1])
         lineages: dict[str, list[CheckpointRef]] = {}
-        for e, c in kinds:  # what the store itself says: specs in job/eval requests, lineages of every meta
+        for e, c in kinds:  # what the store itself says: specs of models, lineages of every meta
             if c and c[0] in ("job", "eval") and e.key.endswith("request.json"):
                 self._learn_spec(e, c[1])
+            elif c and c[0] == "record" and "/trained/" in e.key:
+                self._learn_trained(e)
             elif c and c[0] == "meta":
                 ref = self.meta_refs[(e.key, e.version)] = self._ref(e)
                 if ref is not None:
@@ -278,20 +342,27 @@ class _Scan:
             if name.startswith(TMP_PREFIX):
                 self.find(e, "partial-write", "a temp file an interrupted write left behind; its content is "
                                               "unknown: delete it")
-            elif c is None:
+                continue
+            if c is None:
                 self.report.unchecked.append(e.key)
             elif c[0] in ("checkpoint", "meta"):
                 self._checkpoint(e, c[0], c[1], lineages)
             elif c[0] in ("version", "job"):
                 self._refs_doc(e, c[0], c[1])
-            elif c[0] == "payload":
-                self._payload(e, c[1]["dataset"])
-            elif c[0] == "predictions":
-                self._predictions(e, c[1]["experiment"])
-            elif c[0] == "report":
-                self._report(e)
+            if c is None or c[0] != "checkpoint":
+                self._names(e, c[0] if c else "object", c[1].get("dataset") if c else None)
         self.report.unchecked.sort()
+        self.report.retained.sort()
         return self.report
+
+    def _learn_dataset(self, name: str) -> None:
+        v = self.view(name)
+        if v is None:
+            return
+        self.report.forgotten[name] = len(v.forgotten)
+        t = v.forgotten
+        self.forgotten[name] = Forgotten(name, self.datasets.key(name), frozenset(t.id_tag.tolist()),
+                                         frozenset(x for x in t.owner_tag.tolist() if x))
 
     def _learn_spec(self, e: Entry, f: dict[str, str]) -> None:
         key = (f["model"], f["uid"])
@@ -301,6 +372,13 @@ class _Scan:
             self.specs[key] = ShardedModelSpec.model_validate(_json(self.store, e)["spec"])
         except (ShardwiseError, ValueError, KeyError, TypeError):
             pass  # a request that does not parse teaches nothing; the objects are judged without it
+
+    def _learn_trained(self, e: Entry) -> None:
+        try:
+            doc = _json(self.store, e)
+            self.specs.setdefault((doc["model"], doc["uid"]), ShardedModelSpec.model_validate(doc["spec"]))
+        except (ShardwiseError, ValueError, KeyError, TypeError):
+            pass
 
     def _ref(self, e: Entry) -> CheckpointRef | None:
         try:
@@ -322,7 +400,7 @@ class _Scan:
             if ref is None:
                 return
             mine = [ref]
-        held = checkpoint_held(shard, slc, rev, ckpt, mine, *basis)
+        held = checkpoint_held(shard, slc, rev, ckpt, mine, basis)
         if held:
             what = "checkpoint" if kind == "checkpoint" else "lineage record of a checkpoint that"
             self.find(e, kind, f"{what} trained on samples forgotten at revision(s) {_revs(held)} "
@@ -347,62 +425,45 @@ class _Scan:
             if revs:
                 self.unprovable(e, kind, basis, min(revs))
             return
-        held = refs_held(refs, self.ns, *basis)
+        held = refs_held(refs, self.ns, basis)
         if held:
             what = "version manifest" if kind == "version" else "job record"
             self.find(e, kind, f"{what} names {len(held)} checkpoint(s) trained on samples forgotten at revision(s) "
                                f"{_revs(set().union(*held.values()))}: {', '.join(sorted(held)[:3])}"
                                f"{' ...' if len(held) > 3 else ''}")
 
-    def _payload(self, e: Entry, dataset: str) -> None:
-        v = self.view(dataset)
-        if v is None:
-            return
-        forgotten = v.table.ids[v.state.tombstoned_at > 0]
-        if not len(forgotten):
-            return
-        try:
-            leaks = payload_leaks(SampleTable.from_npz(_read(self.store, e)), forgotten)
-        except (ShardwiseError, ValueError, KeyError, OSError) as err:
-            self.find(e, "payload", f"dataset payload cannot be read ({type(err).__name__}: {err}); "
-                                    "it may hold forgotten rows")
-            return
-        if len(leaks):
-            self.find(e, "payload", f"dataset payload still holds the features or owner key of {len(leaks)} "
-                                    f"forgotten sample(s): {_ids(leaks)}")
-
-    def _report(self, e: Entry) -> None:
-        from shardwise.diagnosis.redact import report_ids
-
-        try:
-            doc = _json(self.store, e)
-            datasets = [doc["dataset"]] if doc.get("dataset") else sorted(self.report.forgotten)
-            named = np.array(sorted(report_ids(doc)), dtype=str)
-        except (ShardwiseError, ValueError, KeyError, TypeError, AttributeError) as err:
-            self.find(e, "report", f"cannot be read ({type(err).__name__}: {err}); it may name forgotten samples")
-            return
-        hit = named[np.isin(named, self.forgotten_ids(datasets))]
-        if len(hit):
-            self.find(e, "report", f"experiment report still lists {len(hit)} forgotten sample(s): {_ids(hit)}")
-
-    def _predictions(self, e: Entry, experiment: str) -> None:
-        try:
-            request = self.store.get_json(self.L.experiment_request(experiment))
-            datasets = [ShardedModelSpec.model_validate(request["spec"]).datasetRef]
-        except (ShardwiseError, ValueError, KeyError, TypeError):
-            datasets = sorted(self.report.forgotten)  # unknown: any Dataset's forgotten ids count
-        forgotten = self.forgotten_ids(datasets)
-        if not len(forgotten):
+    def _names(self, e: Entry, kind: str, dataset: str | None) -> None:
+        """Does the object name a forgotten sample (its id or owner key) in plain text?"""
+        checks = [self.forgotten[dataset]] if dataset in self.forgotten else list(self.forgotten.values())
+        checks = [c for c in checks if c.id_tags or c.owner_tags]
+        if not checks:
             return
         try:
-            ids = _load_npz(_read(self.store, e))["ids"]
-        except (ShardwiseError, ValueError, KeyError, OSError) as err:
-            self.find(e, "predictions", f"cannot be read ({type(err).__name__}: {err}); it may hold forgotten rows")
+            data = _read(self.store, e)
+        except ShardwiseError as err:
+            self.find(e, kind, f"cannot be read ({err}); it may name forgotten samples")
             return
-        hit = ids[np.isin(ids, forgotten)]
-        if len(hit):
-            self.find(e, "predictions", f"experiment predictions still have rows for {len(hit)} forgotten "
-                                        f"sample(s): {_ids(hit)}")
+        if len(data) > MAX_SCANNED:
+            self.report.unchecked.append(e.key)
+            return
+        try:
+            strings = list(strings_of(data, e.key))
+        except (ValueError, OSError, KeyError) as err:
+            self.find(e, kind, f"cannot be read ({type(err).__name__}: {err}); it may name forgotten samples")
+            return
+        for f in checks:
+            ids, owners = f.named(strings)
+            if not ids and not owners:
+                continue
+            if kind == "request":  # a ForgetRequest names what it forgets: by design, listed apart
+                self.report.retained.append(e.key)
+                return
+            what = []
+            if ids:
+                what.append(f"the id of {len(ids)} forgotten sample(s): {_ids(ids)}")
+            if owners:
+                what.append(f"the owner key of {len(owners)} forgotten owner(s)")
+            self.find(e, kind, f"names, in plain text, {' and '.join(what)} (Dataset {f.dataset!r})")
 
 
 def load_models(paths: list[str]) -> list[ShardedModel]:

@@ -6,6 +6,9 @@ end-to-end proof with real training is in test_purge_scan.py.
 
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -16,7 +19,7 @@ from shardwise.brain.versions import VersionManifest
 from shardwise.data.table import SampleTable
 from shardwise.datasets import DatasetStore
 from shardwise.errors import InvalidInput
-from shardwise.purge_scan import classify, load_models, payload_leaks, scan_for_forgotten
+from shardwise.purge_scan import classify, load_models, scan_for_forgotten, strings_of
 from shardwise.store.layout import Layout
 from tests.helpers import dataset, model
 
@@ -58,14 +61,13 @@ def trained(any_store):
 
 
 def _forget_one(ds: DatasetStore, shard: int, slc: int) -> str:
-    """Tombstone one training sample of (shard, slice) in revision 2, scrub the payload; its id."""
+    """Forget the owner of one training sample of (shard, slice) in revision 2; that sample's id."""
     v = ds.view("digits")
     a = v.assignment(2, 2, 0, True)
     i = int(np.flatnonzero((a.shard == shard) & (a.slice == slc))[0])
     # owner grouping puts all of an owner's samples together: forget them all, as a ForgetRequest by owner would
     idx = np.flatnonzero(v.table.owners == v.table.owners[i])
-    ds.write_revision("digits", v.state.forget(idx), {"kind": "forget"})
-    ds.scrub("digits")
+    ds.forget("digits", idx, {"kind": "forget"})
     return str(v.table.ids[i])
 
 
@@ -123,27 +125,67 @@ def test_the_spec_is_learnt_from_a_job_request_left_in_the_store(trained):
                                                 L.version("m", UID, 1)}
 
 
-def test_an_unscrubbed_payload_is_found_and_unknown_objects_are_listed(trained):
+def test_an_old_payload_put_back_is_found_by_the_ids_it_names_and_unknown_objects_are_listed(trained):
     store, ds, _ = trained
-    v = ds.view("digits")
+    old_key = ds.view("digits").payload_key
+    old = store.get_bytes(old_key)
     forgotten = _forget_one(ds, 1, 0)
-    store.put_verified(v.payload_key, v.table.to_npz())  # the pre-scrub payload, back again
+    assert not store.exists(old_key)  # the forget wrote a payload without the rows and deleted this one
+    store.put_bytes(old_key, old)  # the payload as it was before the forget, back again
     store.put_bytes(f"{NS}/stray/thing.bin", b"?")
     report = scan_for_forgotten(store, NS, [_model()])
     pay = [f for f in report.findings if f.kind == "payload"]
-    assert len(pay) == 1 and pay[0].key == v.payload_key and forgotten in pay[0].reason
+    assert len(pay) == 1 and pay[0].key == old_key and forgotten in pay[0].reason
+    assert "owner key of 1 forgotten owner(s)" in pay[0].reason
     assert report.unchecked == [f"{NS}/stray/thing.bin"]
 
 
-def test_payload_leaks_looks_at_features_and_owner_keys():
-    t = _table(4)
-    feats = t.features.copy()
-    feats[[0, 1]] = 0
-    owners = t.owners.copy().astype(object)
-    owners[0] = "sha256:abc"
-    scrubbed = SampleTable(t.ids, t.labels, feats, owners.astype(str), t.class_names)
-    # s000 is scrubbed; s001 has zero features but a clear owner; s002 still has features
-    assert payload_leaks(scrubbed, np.array(["s000", "s001", "s002"])).tolist() == ["s001", "s002"]
+def test_a_forgotten_id_or_owner_key_in_plain_text_is_found_in_any_object(trained):
+    store, ds, _ = trained
+    owner = ds.view("digits").table.owners[0]
+    sid = str(ds.view("digits").table.ids[0])
+    ds.forget("digits", np.flatnonzero(ds.view("digits").table.owners == owner), {"kind": "forget"})
+    store.delete_prefix(f"{NS}/models/")  # the hand-made checkpoints held it (no purge here): names only
+    assert scan_for_forgotten(store, NS, [_model()]).clean  # the forget itself left nothing readable
+    planted = {
+        f"{NS}/experiments/x/report.json": json.dumps({"hardest": [{"id": sid, "label": "b"}]}).encode(),
+        f"{NS}/stray/notes.txt": f"relabelled '{sid}' to b".encode(),  # inside a sentence, in quotes
+        f"{NS}/stray/owners.json": json.dumps({owner: 1}).encode(),  # a key, not a value
+        f"{NS}/stray/rows.npz": _npz(ids=np.array(["other", sid])),
+    }
+    for key, data in planted.items():
+        store.put_bytes(key, data)
+    try:
+        found = {f.key: f.reason for f in scan_for_forgotten(store, NS, [_model()]).findings}
+        assert set(found) == set(planted)
+        assert sid in found[f"{NS}/stray/notes.txt"] and "owner key" in found[f"{NS}/stray/owners.json"]
+    finally:
+        for key in planted:
+            store.delete(key)
+    # negative control: the same kind of object naming samples that were not forgotten passes
+    store.put_bytes(f"{NS}/stray/notes.txt", b"relabelled 's039' to b and 'o9' too")
+    assert not scan_for_forgotten(store, NS, [_model()]).findings
+
+
+def test_a_forget_request_object_is_listed_as_retained_not_as_a_finding(trained):
+    store, ds, _ = trained
+    sid = _forget_one(ds, 0, 0)
+    key = L.resource("forgetrequests", "f1")
+    store.put_json(key, {"spec": {"datasetRef": "digits", "sampleIds": [sid]}})
+    report = scan_for_forgotten(store, NS, [_model()])
+    assert report.retained == [key] and all(f.key != key for f in report.findings)
+
+
+def test_strings_of_reads_json_npz_and_text():
+    assert {"a", "b", "c", "1"} <= set(strings_of(json.dumps({"a": ["b", {"c": 1}]}).encode(), "x.json"))
+    assert {"p", "q"} <= set(strings_of(_npz(ids=np.array(["p", "q"])), "x.npz"))
+    assert {"hello", "world"} <= set(strings_of(b"hello, 'world'", "x.txt"))
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
 
 @pytest.mark.parametrize("rel, kind", [

@@ -6,20 +6,47 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shardwise.api.model import ShardedModelSpec, ShardedModelStatus
-from shardwise.brain.assignment import assign
-from shardwise.brain.lineage import CheckpointRef, first_stale_slice, plan_shard, slice_fingerprints
+from shardwise.brain import lineage
+from shardwise.brain.assignment import assign, sample_words
+from shardwise.brain.lineage import CheckpointRef, first_stale_slice, plan_shard
 from shardwise.brain.model import ModelObservation, Publish, Purge, StartJob, reconcile_model
-from shardwise.brain.purge import PurgeWouldBreakServing, held_tombstones, plan_purge
-from shardwise.brain.revision import RevisionState, resolve_ids, resolve_owner, scrubbed_owner
+from shardwise.brain.purge import Gone, PurgeWouldBreakServing, held_tombstones, plan_purge
+from shardwise.brain.revision import DatasetState, Tombstones, resolve_ids, resolve_owner
 from shardwise.brain.versions import JobRecord, VersionManifest, job_name
 
 N, S, R = 240, 4, 4
+IDS = np.array([f"s{i}" for i in range(N)])
+WORDS = sample_words(0, IDS, np.full(N, ""))[0]
+
+
+class State:
+    """A Dataset's state for these tests: the brain sees revisions over fixed rows (a drop keeps the row,
+    which is what planning sees of a forget too)."""
+
+    def __init__(self, ds: DatasetState):
+        self.ds = ds
+        rs = ds.at(ds.revision)
+        self.revision, self.labels, self.tombstoned_at, self.active = rs.revision, rs.labels, rs.tombstoned_at, rs.active
+
+    def forget(self, rows):
+        return State(self.ds.drop(np.asarray(rows)))
+
+    def relabel(self, rows, labels):
+        return State(self.ds.relabel(np.asarray(rows), np.asarray(labels)))
+
+
+def slice_fingerprints(a, state):
+    return lineage.slice_fingerprints(a, state, WORDS)
 
 
 def world(seed=0):
-    a = assign(np.arange(N), np.ones(N, bool), S, R, seed)
-    state = RevisionState(1, np.arange(N) % 10, np.zeros(N, np.int32))
-    return a, state
+    a = assign(WORDS, np.ones(N, bool), S, R, seed)
+    return a, State(DatasetState.initial(np.arange(N) % 10))
+
+
+def gone(a, state):
+    d = np.flatnonzero(~state.active)
+    return Gone(a.shard[d], a.slice[d], state.tombstoned_at[d])
 
 
 def chains_for(a, state, tag="r1"):
@@ -180,21 +207,45 @@ def test_purge_removes_exactly_what_held_forgotten_samples():
     )
     v2 = VersionManifest(2, 2, tuple(new))
     stored = [r for c in old for r in c] + list(new[1][2:])
-    plan = plan_purge(stored, [v1, v2], 2, a, s2.tombstoned_at)
+    plan = plan_purge(stored, [v1, v2], 2, gone(a, s2))
     assert sorted(r.key for r in plan.checkpoints) == sorted(r.key for r in old[1][2:])
-    assert plan.versions == [1]
-    assert held_tombstones(new[1][3], a, s2.tombstoned_at) == set()
+    assert plan.versions == [1] and plan.version_held[1] == sorted(r.key for r in old[1][2:])
+    assert held_tombstones(new[1][3], gone(a, s2)) == set()
     with pytest.raises(PurgeWouldBreakServing):
-        plan_purge(stored, [v1], 1, a, s2.tombstoned_at)
+        plan_purge(stored, [v1], 1, gone(a, s2))
+
+
+def _tags(xs):
+    return [f"tag-{x}".encode() for x in xs]
 
 
 def test_resolution_reports_unknown_ids_and_already_forgotten_ones():
-    ids = np.array(["a", "b", "c", "d"])
-    t = np.array([0, 3, 0, 0], np.int32)
-    r = resolve_ids(ids, ["a", "b", "zz", "a"], t)
-    assert r.indices.tolist() == [0] and r.already_forgotten.tolist() == [1] and r.unknown == ["zz"]
-    owners = np.array(["p", scrubbed_owner("q"), "p", ""])
-    assert resolve_owner(owners, "p", np.zeros(4, np.int32)).indices.tolist() == [0, 2]
-    gone = resolve_owner(owners, "q", np.array([0, 2, 0, 0], np.int32))
-    assert gone.indices.size == 0 and gone.already_forgotten.tolist() == [1] and not gone.unknown
-    assert resolve_owner(owners, "nobody", np.zeros(4, np.int32)).unknown == ["nobody"]
+    ids = np.array(["a", "c", "d"])  # "b" was forgotten: only its tag is left
+    t = Tombstones(np.array(_tags(["b"]), dtype="S64"), np.array(_tags(["q"]), dtype="S64"),
+                   np.zeros(1, np.uint64), np.zeros(1, np.uint64), np.ones(1, bool), np.array([2], np.int32),
+                   np.array([2], np.int32))
+    r = resolve_ids(ids, ["a", "b", "zz", "a"], _tags(["a", "b", "zz", "a"]), t)
+    assert r.indices.tolist() == [0] and r.already_forgotten.tolist() == [0] and r.unknown == ["zz"]
+    owners = np.array(["p", "", "p"])
+    assert resolve_owner(owners, "p", _tags(["p"])[0], t).indices.tolist() == [0, 2]
+    q = resolve_owner(owners, "q", _tags(["q"])[0], t)
+    assert q.indices.size == 0 and q.already_forgotten.tolist() == [0] and not q.unknown
+    assert resolve_owner(owners, "nobody", _tags(["nobody"])[0], t).unknown == ["nobody"]
+
+
+def test_a_forget_removes_rows_and_every_trace_of_their_labels_and_reads_old_revisions_without_them():
+    st = DatasetState.initial(np.array([0, 1, 2, 3, 4]))
+    st = st.relabel(np.array([1, 3]), np.array([9, 8]))  # revision 2
+    st = st.drop(np.array([4]))  # revision 3
+    gone_rows = Tombstones(np.array(_tags(["r1", "r4"]), dtype="S64"), np.array([b"", b""], dtype="S64"),
+                           np.array([11, 44], np.uint64), np.array([11, 44], np.uint64), np.ones(2, bool),
+                           np.zeros(2, np.int32), np.zeros(2, np.int32))
+    after = st.forget(np.array([1, 4]), gone_rows)  # revision 4
+    assert after.revision == 4 and after.labels.tolist() == [0, 2, 8]
+    assert after.undo_row.tolist() == [2] and after.undo_old.tolist() == [3]  # row 3 is now row 2
+    assert after.at(1).labels.tolist() == [0, 2, 3] and after.at(2).labels.tolist() == [0, 2, 8]
+    assert after.tombstones.since.tolist() == [4, 3]  # row 4 was not trained on since its drop
+    assert after.tombstones.forgotten_at.tolist() == [4, 4]
+    assert not any(9 == x for x in after.undo_old.tolist() + after.labels.tolist())  # its relabel left nothing
+    arrays = after.to_arrays()
+    assert DatasetState.from_arrays(arrays).at(2).labels.tolist() == [0, 2, 8]

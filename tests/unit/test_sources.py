@@ -308,7 +308,6 @@ def test_s3_image_prefix_with_and_without_trailing_slash(s3, tmp_path):
         ("id,label,label,x\n", 1, "label", "twice"),
         ("id,label,\n", 1, None, "no name"),
         ("id,label\na,1\n", 1, None, "no feature columns"),
-        ("id,label,owner,x\na,1,sha256:abc,1\n", 2, "owner", "reserved"),
         ("id,label,x\na\x00b,1,2\n", 2, "id", "NUL"),
     ],
 )
@@ -364,7 +363,6 @@ ROW_A = '{"id":"a","label":1,"features":[1,2]}'
         (['{"id":"a","label":" ","features":[1]}'], 1, "label", "empty value"),
         (['{"id":"a","label":2.5,"features":[1]}'], 1, "label", "not a string or an integer"),
         (['{"id":"a","label":1,"features":[1]}', '{"id":"a","label":1,"features":[1]}'], 2, "id", "first on line 1"),
-        (['{"id":"a","label":1,"features":[1],"owner":"sha256:x"}'], 1, "owner", "reserved"),
         (['{"id":"a","label":1,"features":[1e999999]}'], 1, "features[0]", "not a finite number"),
         (["[" * 100_000], 1, None, "invalid JSON"),
     ],

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pydantic import ValidationError
 
-    from shardwise.errors import CorruptObject, ShardwiseError
+    from shardwise.errors import CorruptObject, ShardwiseError, Superseded
     from shardwise.store import open_store
 
     store = open_store(args.store)
@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except CorruptObject as e:  # retrying would read the same bytes: fail, and let the reconciler rebuild it
         store.put_json(status_key, {"state": "failed", "message": str(e), "corrupt": e.key})
         print(f"trainer: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except Superseded as e:  # not a failure of the job's configuration, but not to be retried either
+        store.put_json(status_key, {"state": "failed", "message": f"superseded: {e}", "superseded": True})
+        print(f"trainer: superseded: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     except (ValueError, ValidationError) as e:
         store.put_json(status_key, {"state": "failed", "message": f"bad configuration: {e}"})

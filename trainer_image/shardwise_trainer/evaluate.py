@@ -32,8 +32,8 @@ def evaluate_version(store: Store, request: dict[str, Any]) -> dict[str, Any]:
     view = datasets.view(spec.datasetRef, int(request.get("datasetRevision") or version.revision))
     split = request.get("split", "test")
     if request.get("predictions"):
-        now = datasets.state(spec.datasetRef, datasets.current_revision(spec.datasetRef))
-        result = experiment_report(store, request, spec, version, view, now.tombstoned_at > 0)
+        # samples dropped since the tested revision stay out (forgotten ones are in no view)
+        result = experiment_report(store, request, spec, version, view, view.dropped_now)
         store.put_json(request.get("output") or L.experiment_report(request["experiment"]), result)
         return result
     chosen = {"test": ~view.train, "train": view.train, "all": np.ones_like(view.train)}[split]
@@ -41,14 +41,14 @@ def evaluate_version(store: Store, request: dict[str, Any]) -> dict[str, Any]:
     result = {"version": n, "split": split, "samples": int(test.size), "accuracy": None}
     if test.size:
         probs = predict_proba(store, spec, version.finals(), view.table.features[test], len(view.table.class_names))
-        pred = aggregate(probs, spec.aggregation).argmax(1)
+        pred = aggregate(probs, spec.aggregation, version.voting()).argmax(1)
         result["accuracy"] = float((pred == view.state.labels[test]).mean())
     store.put_json(request.get("output") or L.evaluation(name, uid, n), result)
     return result
 
 
 def predict_all(store: Store, spec: ShardedModelSpec, finals: list[CheckpointRef], view: DatasetView,
-                forgotten: np.ndarray | None = None):
+                forgotten: np.ndarray | None = None, voting: list[bool] | None = None):
     """Predictions of every shard's final checkpoint over every active sample of the view's revision,
     less `forgotten` (a mask: samples tombstoned since, whose rows may no longer be written anywhere)."""
     from shardwise.diagnosis.predictions import Predictions
@@ -58,7 +58,8 @@ def predict_all(store: Store, spec: ShardedModelSpec, finals: list[CheckpointRef
     names = view.table.class_names
     probs = predict_proba(store, spec, finals, view.table.features[act], len(names))
     return Predictions(view.table.ids[act], view.state.labels[act].astype(np.int64), view.train[act], a.shard[act],
-                       a.slice[act], probs.astype(np.float32), tuple(names), spec.aggregation)
+                       a.slice[act], probs.astype(np.float32), tuple(names), spec.aggregation,
+                       None if voting is None else np.asarray(voting, dtype=bool))
 
 
 def experiment_report(store: Store, request: dict[str, Any], spec: ShardedModelSpec, version: VersionManifest,
@@ -67,13 +68,12 @@ def experiment_report(store: Store, request: dict[str, Any], spec: ShardedModelS
     after it, so a report always has its predictions). With request["baseline"] (experiment, report
     and predictions keys), the report's `comparison` is against that Experiment's stored run.
 
-    forgotten_now: the samples tombstoned at the Dataset's current revision. Testing an older
-    revision after a forget, they stay out (their payload rows are scrubbed, and the purge scan
-    would rightly find their ids here)."""
+    forgotten_now: the rows dropped at the Dataset's current revision (forgotten samples are in no
+    view). Testing an older revision, they stay out: the purge would take them out again."""
     from shardwise.diagnosis.diagnose import diagnose
 
     split = request.get("split", "test")
-    preds = predict_all(store, spec, version.finals(), view, forgotten_now)
+    preds = predict_all(store, spec, version.finals(), view, forgotten_now, version.voting())
     store.put_verified(request["predictions"], preds.to_npz())
     report = {"experiment": request.get("experiment"), "model": request["model"], "modelUid": request["uid"],
               "version": version.version,

@@ -22,6 +22,7 @@ import torch
 from shardwise.api.model import ShardedModelSpec
 from shardwise.brain.lineage import CheckpointRef, slice_fingerprints
 from shardwise.datasets import DatasetStore, DatasetView
+from shardwise.errors import Superseded
 from shardwise.faults import fault_point
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
@@ -90,8 +91,14 @@ def train_shard(
     if not (0 <= shard < spec.shards and 0 <= start < spec.slices):
         raise ValueError(f"shard {shard} / fromSlice {start} outside the model's {spec.shards}x{spec.slices} grid")
     view: DatasetView = DatasetStore(store, layout).view(request["dataset"], rev)
-    assignment = view.assignment(spec.shards, spec.slices, spec.training.seed, spec.groupBy == "owner")
-    fps = slice_fingerprints(assignment, view.state)[shard]
+    by_owner = spec.groupBy == "owner"
+    seed = spec.training.seed
+    lost = view.forgotten_since(rev, spec.shards, spec.slices, seed, by_owner)
+    if (lost.shard == shard).any():  # revision `rev` as it was cannot be read any more: never train a mix
+        raise Superseded(f"{int((lost.shard == shard).sum())} sample(s) of shard {shard} at dataset revision {rev} "
+                         f"were forgotten since (revision {view.current}); the reconciler starts the shard again")
+    assignment = view.assignment(spec.shards, spec.slices, seed, by_owner)
+    fps = slice_fingerprints(assignment, view.state, view.id_words)[shard]
     keep = [CheckpointRef.from_dict(d) for d in request.get("keep", [])]
     if len(keep) != start:
         raise ValueError(f"request keeps {len(keep)} checkpoints but starts at slice {start}")
@@ -119,7 +126,7 @@ def train_shard(
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
         idx = assignment.members(shard, upto_slice=s)
-        idx = idx[view.state.active[idx]]
+        idx = view.order(idx[view.state.active[idx]])  # by id word: the same order for any row order
         # Each slice step costs the same: an "epoch" is as many samples as the new slice
         # holds, drawn from every slice so far. A shard's whole training then costs what
         # training it without slices would (epochsPerSlice passes over its data), and a

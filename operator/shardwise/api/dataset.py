@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -55,7 +55,21 @@ class DatasetSpec(Strict):
     testFraction: float = Field(
         0.2, ge=0.0, le=0.9, description="Share of samples held out for evaluation, chosen by a seeded hash of the id. Immutable."
     )
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the train/test split. Immutable.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description=(
+        "Seed of the train/test split and of the samples' placement words (a keyed hash of each sample's "
+        "own id and owner key). Immutable."))
+    classes: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        None, min_length=1, max_length=10_000, description=(
+            "The class labels, in the order of the models' outputs. Left out: the distinct labels of the first "
+            "ingest, recorded then and kept for the life of the Dataset (a forget that removes the last sample "
+            "of a class keeps the class). Immutable."))
+
+    @model_validator(mode="after")
+    def _distinct_classes(self) -> "DatasetSpec":
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            dup = next(c for c in self.classes if self.classes.count(c) > 1)
+            raise ValueError(f"spec.classes: {dup!r} is listed twice")
+        return self
 
 
 class DatasetStatus(StatusBase):
@@ -64,6 +78,8 @@ class DatasetStatus(StatusBase):
     activeSamples: int | None = None
     tombstoned: int | None = None
     classes: int | None = None
+    skippedForgotten: int | None = Field(None, description=(
+        "Rows of the source left out at the last ingest because an earlier revision forgot them."))
 
 
 class Dataset(Resource[DatasetSpec, DatasetStatus]):

@@ -11,7 +11,7 @@ Experiment train one (spec.train), to try other settings.
 from __future__ import annotations
 
 IMMUTABLE: dict[str, tuple[str, ...]] = {
-    "Dataset": ("source", "testFraction", "seed"),
+    "Dataset": ("source", "testFraction", "seed", "classes"),
     "ShardedModel": ("datasetRef", "shards", "slices", "groupBy", "architecture", "training"),
     "ForgetRequest": ("datasetRef", "sampleIds", "ownerKey", "deadlineDays"),
     "Experiment": ("train",),

@@ -92,6 +92,9 @@ class ShardedModelStatus(StatusBase):
     accuracy: float | None = Field(None, description="Accuracy of the published version on the held-out split.")
     purgedRevision: int | None = Field(None, description="Highest dataset revision whose forgotten samples are purged.")
     accuracyVersion: int | None = Field(None, description="The version `accuracy` was measured on.")
+    placement: dict[str, Any] | None = Field(None, description=(
+        "Where hash placement put the active training samples: shardSamples (per shard), sliceMin and sliceMax "
+        "(the smallest and largest slice), emptyShards (they do not vote)."))
     retraining: list[dict[str, int]] = Field(default_factory=list, description="Shards in work or waiting: shard, fromSlice, slicesDone (from the trainer's progress in the store).")
 
 

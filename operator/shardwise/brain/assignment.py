@@ -1,33 +1,68 @@
 """Which shard and slice each sample belongs to. Pure and vectorised.
 
-The assignment is computed from the Dataset's base sample list (never from a
-revision), so tombstoning a sample moves no other sample: a forgotten sample
-simply becomes inactive where it stood.
+A sample's place depends only on seeds and its own key, never on the rest of the
+list: removing rows from the source moves no other sample, so a model trained
+after a forget equals one trained from scratch on the source without those rows.
+
+Every sample gets two 64-bit *words* at ingest, keyed hashes of the Dataset seed and
+its own keys: the id word (of its id) and the group word (of its owner key, or of its
+id when it has none). Read as a point on a ring, a word's high half picks the shard
+and its low half the slice: shard k holds the arc [k/S, (k+1)/S) of the ring, turned
+by an offset drawn from the model's seed. Samples of one owner share a group word and
+so a shard and a slice. Hash placement is balanced only on average: shard sizes
+spread like a multinomial (about ±sqrt(N/S)), which `spread` reports.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+HALF = np.uint64(32)
+LOW = np.uint64(0xFFFF_FFFF)
 
-def group_codes(owners: np.ndarray, by_owner: bool = True) -> np.ndarray:
-    """One int per sample; samples that must stay together share it.
 
-    The code of a group is the index of its first sample, so it does not depend on
-    the owner strings themselves (they are scrubbed when an owner is forgotten).
-    Samples without an owner (empty string) are groups of their own.
-    """
-    n = len(owners)
-    codes = np.arange(n, dtype=np.int64)
-    if not by_owner or n == 0:
-        return codes
+def key_words(seed: int, domain: str, keys: Iterable[str]) -> np.ndarray:
+    """uint64 keyed hash of each key (BLAKE2b keyed by the seed, personalised by the domain)."""
+    k = int(seed).to_bytes(8, "big")
+    person = domain.encode()[:16]
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8, key=k, person=person).digest(), "big")
+         for s in keys),
+        dtype=np.uint64,
+    )
+
+
+def sample_words(seed: int, ids: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(id words, group words) of samples: the group word is the owner's, or the id word without one."""
+    id_w = key_words(seed, "id", ids.tolist())
+    group_w = id_w.copy()
     owned = np.flatnonzero(owners != "")
     if owned.size:
-        _, first, inverse = np.unique(owners[owned], return_index=True, return_inverse=True)
-        codes[owned] = owned[first][inverse]
-    return codes
+        group_w[owned] = key_words(seed, "owner", owners[owned].tolist())
+    return id_w, group_w
+
+
+def _offsets(seed: int) -> tuple[np.uint64, np.uint64]:
+    h = int.from_bytes(hashlib.blake2b(str(int(seed)).encode(), digest_size=8, person=b"ring").digest(), "big")
+    return np.uint64(h >> 32), np.uint64(h & 0xFFFF_FFFF)
+
+
+def place(words: np.ndarray, shards: int, slices: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(shard, slice) of each word, int32."""
+    if shards < 1 or slices < 1:
+        raise ValueError("shards and slices must be >= 1")
+    w = np.asarray(words, dtype=np.uint64)
+    off_hi, off_lo = _offsets(seed)
+    with np.errstate(over="ignore"):
+        hi = ((w >> HALF) + off_hi) & LOW
+        lo = ((w & LOW) + off_lo) & LOW
+        shard = (hi * np.uint64(shards)) >> HALF
+        slc = (lo * np.uint64(slices)) >> HALF
+    return shard.astype(np.int32), slc.astype(np.int32)
 
 
 @dataclass(frozen=True)
@@ -46,38 +81,25 @@ class Assignment:
             m &= self.slice <= upto_slice
         return np.flatnonzero(m)
 
+    def spread(self, active: np.ndarray | None = None) -> dict[str, object]:
+        """Training samples per shard, and the smallest and largest slice: what hash placement gave."""
+        m = (self.shard >= 0) if active is None else (self.shard >= 0) & active
+        per_shard = np.bincount(self.shard[m], minlength=self.shards)
+        cells = np.bincount(self.shard[m].astype(np.int64) * self.slices + self.slice[m],
+                            minlength=self.shards * self.slices)
+        return {"shardSamples": per_shard.tolist(), "sliceMin": int(cells.min()), "sliceMax": int(cells.max()),
+                "emptyShards": np.flatnonzero(per_shard == 0).tolist()}
 
-def assign(groups: np.ndarray, train_mask: np.ndarray, shards: int, slices: int, seed: int) -> Assignment:
-    """Deterministic, balanced placement of groups onto shards, then slices.
 
-    Groups are laid end to end in a seeded random order; shard k takes the groups
-    that start in the k-th 1/S of that line, and within a shard slice r the groups
-    that start in its r-th 1/R. With singleton groups shard sizes differ by at most 1
-    (slices likewise); with larger groups by at most the largest group.
-    """
-    if shards < 1 or slices < 1:
-        raise ValueError("shards and slices must be >= 1")
-    n_all = len(groups)
-    shard = np.full(n_all, -1, dtype=np.int32)
-    slc = np.full(n_all, -1, dtype=np.int32)
-    idx = np.flatnonzero(train_mask)
-    n = idx.size
-    if n == 0:
-        return Assignment(shards, slices, shard, slc)
-
-    units, unit_of, sizes = np.unique(groups[idx], return_inverse=True, return_counts=True)
-    order = np.random.default_rng([seed, 0x5151]).permutation(units.size)
-    start = np.empty(units.size, dtype=np.int64)
-    start[order] = np.cumsum(sizes[order]) - sizes[order]
-
-    unit_shard = (start * shards) // n
-    # Position of each unit inside its shard, and each shard's size.
-    shard_size = np.bincount(unit_shard, weights=sizes, minlength=shards).astype(np.int64)
-    first_in_shard = np.full(shards, n, dtype=np.int64)
-    np.minimum.at(first_in_shard, unit_shard, start)
-    pos = start - first_in_shard[unit_shard]
-    unit_slice = (pos * slices) // np.maximum(shard_size[unit_shard], 1)
-
-    shard[idx] = unit_shard[unit_of]
-    slc[idx] = unit_slice[unit_of]
+def assign(words: np.ndarray, train_mask: np.ndarray, shards: int, slices: int, seed: int) -> Assignment:
+    """Place every training sample by its word; test samples get -1."""
+    shard, slc = place(words, shards, slices, seed)
+    train = np.asarray(train_mask, dtype=bool)
+    shard[~train] = -1
+    slc[~train] = -1
     return Assignment(shards, slices, shard, slc)
+
+
+def canonical_order(id_words: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """A permutation that sorts samples by their id word (ties by id): the same for any row order."""
+    return np.lexsort((ids, id_words))

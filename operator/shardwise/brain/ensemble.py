@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def aggregate(probs: np.ndarray, method: str) -> np.ndarray:
-    """probs: (S, N, C) softmax outputs of S shards -> (N, C) ensemble scores."""
+def aggregate(probs: np.ndarray, method: str, voting: np.ndarray | list[bool] | None = None) -> np.ndarray:
+    """probs: (S, N, C) softmax outputs of S shards -> (N, C) ensemble scores.
+
+    voting: which shards vote (a shard that trained on no sample does not); all by default."""
+    if voting is not None:
+        voting = np.asarray(voting, dtype=bool)
+        if not voting.any():
+            raise ValueError("no shard of the model has a training sample: it cannot predict")
+        probs = probs[voting]
     if method == "softmax-mean":
         return probs.mean(axis=0)
     if method == "vote":

@@ -6,20 +6,22 @@ import hashlib
 from datetime import datetime, timezone
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from shardwise.api.forget import ForgetRequestSpec
-from shardwise.brain.revision import Resolution, resolve_ids, resolve_owner
+from shardwise.brain.revision import Resolution, Tombstones, resolve_ids, resolve_owner
 
 MAX_LISTED = 10
 
 
-def resolve(spec: ForgetRequestSpec, ids: np.ndarray, owners: np.ndarray, tombstoned_at: np.ndarray) -> Resolution:
+def resolve(spec: ForgetRequestSpec, ids: np.ndarray, owners: np.ndarray, tombstones: Tombstones,
+            tag: Callable[[str, str], bytes]) -> Resolution:
+    """tag(domain, text): the Dataset's keyed tag ("id" or "owner"), to recognise forgotten samples."""
     if spec.ownerKey is not None:
-        return resolve_owner(owners, spec.ownerKey, tombstoned_at)
-    return resolve_ids(ids, spec.sampleIds, tombstoned_at)
+        return resolve_owner(owners, spec.ownerKey, tag("owner", spec.ownerKey), tombstones)
+    return resolve_ids(ids, spec.sampleIds, [tag("id", i) for i in spec.sampleIds], tombstones)
 
 
 def rejection(spec: ForgetRequestSpec, res: Resolution) -> str | None:
@@ -43,46 +45,69 @@ def deadline_state(deadline: str, now: datetime, window_days: int) -> tuple[str,
     return text, ("DeadlineAtRisk" if left < window_days * 86400 / 5 else None)
 
 
-def ids_digest(ids: list[str]) -> str:
-    """A commitment to which ids were forgotten, without repeating them in the certificate."""
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class ModelPurge:
-    """What one model's purge record says (written by the body after a purge)."""
+    """One model's purge record (written by the body after its purge), and where this request's
+    training samples lay in that model: its (shard, slice) cells."""
 
     model: str
     uid: str
     revision: int
     published_version: int
     record: dict[str, Any]
+    cells: frozenset[tuple[int, int]] = frozenset()
+    deleted: bool = False  # the ShardedModel was deleted, its checkpoints retained (storagePolicy Retain)
 
 
-def certificate(request: str, dataset: str, revision: int, samples: int, digest: str,
+def _holds(cell: tuple[int, int] | list[int] | None, cells: frozenset[tuple[int, int]]) -> bool:
+    """A checkpoint of (shard, slice) was trained on a sample of `cells` (when read before its forget)."""
+    if cell is None:  # a checkpoint of unknown place: assume the worst
+        return True
+    k, s = int(cell[0]), int(cell[1])
+    return any(ck == k and cs <= s for ck, cs in cells)
+
+
+def model_entry(p: ModelPurge, revision: int) -> dict[str, Any]:
+    """What one request caused in one model: only the objects that held its own samples, the retrains of
+    the shards that held them (at its revision or later), and their new checkpoints."""
+    rec = p.record
+    cells_of = rec.get("purgedCells", {})
+    held = sorted(k for k, revs in rec.get("purgedCheckpoints", {}).items()
+                  if revision in revs and _holds(cells_of.get(k), p.cells))
+    held_set = set(held)
+    vers = sorted(int(n) for n, revs in rec.get("purgedVersions", {}).items()
+                  if revision in revs and any(k in held_set for k in rec.get("versionHeld", {}).get(n, [])))
+    shards = {k for k, _ in p.cells}
+    jobs = [j for j in rec.get("jobs", []) if j["shard"] in shards and int(j.get("revision", 0)) >= revision]
+    starts = {j["shard"]: j["fromSlice"] for j in jobs}
+    new = [c for c in rec.get("newCheckpoints", []) if c["shard"] in starts and c["slice"] >= starts[c["shard"]]]
+    entry = {
+        "model": p.model,
+        "uid": p.uid,
+        "versionsThatHeldSamples": vers,
+        "publishedVersion": p.published_version,
+        "retrainedShards": [{"shard": j["shard"], "fromSlice": j["fromSlice"]} for j in jobs],
+        "purgedCheckpoints": held,
+        "purgedVersions": vers,
+        "newCheckpoints": new,
+        "retrainSeconds": round(sum(j.get("computeSeconds") or 0 for j in jobs), 3),
+    }
+    if p.deleted:
+        entry["deleted"] = True  # its retained checkpoints were purged too; it serves nothing
+    return entry
+
+
+def certificate(request: str, dataset: str, revision: int | None, samples: int, already: int, digest: str,
                 purges: list[ModelPurge], requested_at: str, completed_at: str) -> dict[str, Any]:
-    models = []
-    for p in purges:
-        held = {k: v for k, v in p.record.get("purgedCheckpoints", {}).items() if revision in v}
-        vers = sorted(int(n) for n, v in p.record.get("purgedVersions", {}).items() if revision in v)
-        models.append({
-            "model": p.model,
-            "uid": p.uid,
-            "versionsThatHeldSamples": vers,
-            "publishedVersion": p.published_version,
-            "retrainedShards": p.record.get("retrainedShards", []),
-            "purgedCheckpoints": sorted(held),
-            "purgedVersions": vers,
-            "newCheckpoints": p.record.get("newCheckpoints", []),
-            "retrainSeconds": p.record.get("retrainSeconds"),
-        })
+    """revision None: a request that changed nothing (every sample it names was forgotten before)."""
     return {
         "request": request,
         "dataset": dataset,
         "datasetRevision": revision,
         "samplesForgotten": samples,
-        "sampleIdsSha256": digest,
-        "models": models,
+        "alreadyForgotten": already,
+        "sampleIdsHmac": digest,
+        "models": [model_entry(p, revision) for p in purges] if revision is not None else [],
         "requestedAt": requested_at,
         "completedAt": completed_at,
     }

@@ -2,7 +2,7 @@
 
 A checkpoint after slice r of shard k is fully determined (training is
 deterministic) by the data of slices 0..r of that shard. Its *lineage* records,
-for each of those slices, a fingerprint of that data (sample indices and labels)
+for each of those slices, a fingerprint of that data (sample id words and labels)
 and the revision it was read from. Comparing a lineage with the fingerprints of
 the current revision tells exactly which slices must be retrained.
 """
@@ -19,23 +19,28 @@ from shardwise.brain.assignment import Assignment
 from shardwise.brain.revision import RevisionState
 
 
-def slice_fingerprints(assignment: Assignment, state: RevisionState) -> list[list[str]]:
-    """fingerprints[k][r]: sha256 of the active (index, label) pairs in shard k, slice r."""
+def slice_fingerprints(assignment: Assignment, state: RevisionState, id_words: np.ndarray) -> list[list[str]]:
+    """fingerprints[k][r]: sha256 of the active (id word, label) pairs in shard k, slice r.
+
+    Sorted by id word, never by row position: the same samples give the same fingerprint
+    whatever else the Dataset holds (a forget removes rows and moves the positions of others).
+    """
     mask = (assignment.shard >= 0) & state.active
     idx = np.flatnonzero(mask)
     cell = assignment.shard[idx].astype(np.int64) * assignment.slices + assignment.slice[idx]
-    order = np.lexsort((idx, cell))
-    idx, cell = idx[order], cell[order]
+    words = np.asarray(id_words, dtype=np.uint64)[idx]
+    labels = state.labels[idx].astype("<i8")
+    order = np.lexsort((labels, words, cell))
+    words, labels, cell = words[order].astype("<u8"), labels[order], cell[order]
     bounds = np.searchsorted(cell, np.arange(assignment.shards * assignment.slices + 1))
-    labels = state.labels
     out: list[list[str]] = []
     for k in range(assignment.shards):
         row = []
         for r in range(assignment.slices):
             c = k * assignment.slices + r
-            part = idx[bounds[c] : bounds[c + 1]]
-            h = hashlib.sha256(part.astype("<i8").tobytes())
-            h.update(labels[part].astype("<i8").tobytes())
+            lo, hi = bounds[c], bounds[c + 1]
+            h = hashlib.sha256(words[lo:hi].tobytes())
+            h.update(labels[lo:hi].tobytes())
             row.append(h.hexdigest()[:32])
         out.append(row)
     return out

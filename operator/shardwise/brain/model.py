@@ -61,6 +61,27 @@ class ModelObservation:
     purged_revision: int = 0  # highest revision whose purge has been carried out
     evaluated_version: int | None = None
     corrupt: frozenset[str] = frozenset()  # checkpoint keys a job found corrupt and that are still corrupt
+    dataset_problem: tuple[str, str] | None = None  # (reason, message) when the Dataset is missing or failed
+    spread: dict | None = None  # training samples per shard and the smallest/largest slice (Assignment.spread)
+
+
+def placement_warning(spread: dict, shards: int, slices: int) -> str | None:
+    """Why a spec leaves shards or slices (nearly) empty on this Dataset, or None.
+
+    Hash placement spreads samples like a multinomial: with a few samples per slice some slices
+    get none. An empty shard does not vote; an empty slice trains nothing new."""
+    per_shard = spread["shardSamples"]
+    total = sum(per_shard)
+    problems = []
+    if spread["emptyShards"]:
+        problems.append(f"shard(s) {', '.join(map(str, spread['emptyShards'][:10]))} have no training sample "
+                        "and do not vote")
+    per_slice = total / (shards * slices) if shards * slices else 0
+    if per_slice < 8:
+        problems.append(f"{total} training sample(s) over {shards} x {slices} slices is {per_slice:.1f} per slice "
+                        f"(smallest slice {spread['sliceMin']}, largest {spread['sliceMax']}); "
+                        "use fewer shards or slices")
+    return "; ".join(problems) or None
 
 
 def _latest_chain(shard: int, published: VersionManifest | None, jobs: list[JobRecord]) -> Chain | None:
@@ -80,12 +101,29 @@ def reconcile_model(obs: ModelObservation) -> tuple[list[Action], ShardedModelSt
     status.shards = spec.shards
     actions: list[Action] = []
 
-    if obs.revision is None or obs.fingerprints is None:
-        status.phase = "Pending"
-        status.set_condition("Ready", "False", "DatasetNotReady", f"waiting for Dataset {spec.datasetRef!r}")
-        status.shardsReady = 0
-        status.shardsReadyText = f"0/{spec.shards}"
+    if obs.dataset_problem is not None or obs.revision is None or obs.fingerprints is None:
+        reason, msg = obs.dataset_problem or ("DatasetNotReady", f"waiting for Dataset {spec.datasetRef!r}")
+        status.phase = "Pending" if obs.published is None else status.phase
+        status.set_condition("Ready", "True" if obs.published else "False", reason, msg)
+        if obs.published is None:
+            status.shardsReady = 0
+            status.shardsReadyText = f"0/{spec.shards}"
         return actions, status
+
+    if obs.spread is not None:
+        status.placement = obs.spread
+        sparse = placement_warning(obs.spread, spec.shards, spec.slices)
+        if not any(obs.spread["shardSamples"]):
+            msg = (f"no shard has a training sample: the Dataset's training split has "
+                   f"{sum(obs.spread['shardSamples'])} active sample(s) for {spec.shards} shard(s)")
+            status.phase = "Failed"
+            status.set_condition("Ready", "False", "NoTrainingSamples", msg)
+            status.set_condition("Failed", "True", "NoTrainingSamples", msg)
+            return actions, status
+        if sparse:
+            status.set_condition("PlacementSparse", "True", "FewSamples", sparse)
+        elif status.condition("PlacementSparse") is not None:
+            status.set_condition("PlacementSparse", "False", "Balanced", "")
 
     running = {j.shard: j for j in obs.jobs if j.state == "running"}
     failed = {j.name: j for j in obs.jobs if j.state == "failed"}
@@ -143,7 +181,8 @@ def reconcile_model(obs: ModelObservation) -> tuple[list[Action], ShardedModelSt
         pub = obs.published
         if pub is None or tuple(pub.chains) != complete:
             version = 1 if pub is None else pub.version + 1
-            actions.append(Publish(VersionManifest(version, obs.revision, complete)))
+            counts = tuple(obs.spread["shardSamples"]) if obs.spread is not None else None
+            actions.append(Publish(VersionManifest(version, obs.revision, complete, shard_samples=counts)))
             status.phase = "Publishing"
             status.set_condition("Progressing", "True", "Publishing", f"publishing version {version}")
             return actions, status

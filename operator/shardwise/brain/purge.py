@@ -1,8 +1,8 @@
 """Which stored checkpoints and versions still hold forgotten samples. Pure.
 
-A checkpoint of shard k after slice r holds sample x (tombstoned at revision T)
-when x lies in shard k at a slice s <= r and the lineage read slice s from a
-revision older than T. A version holds x when any of its checkpoints does.
+A checkpoint of shard k after slice r holds sample x (no longer trained on from
+revision T: dropped or forgotten) when x lay in shard k at a slice s <= r and the
+lineage read slice s from a revision older than T. A version holds x when any of its checkpoints does.
 """
 
 from __future__ import annotations
@@ -11,18 +11,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shardwise.brain.assignment import Assignment
 from shardwise.brain.lineage import CheckpointRef
 from shardwise.brain.versions import VersionManifest
 
 
-def held_tombstones(ref: CheckpointRef, assignment: Assignment, tombstoned_at: np.ndarray) -> set[int]:
-    """The tombstone revisions of the forgotten samples this checkpoint was trained on."""
-    f = np.flatnonzero(tombstoned_at > 0)
-    m = (assignment.shard[f] == ref.shard) & (assignment.slice[f] <= ref.slice) & (assignment.slice[f] >= 0)
-    f = f[m]
-    read_at = np.asarray(ref.revisions, dtype=np.int64)[assignment.slice[f]]
-    t = tombstoned_at[f]
+@dataclass(frozen=True)
+class Gone:
+    """Where the samples no longer trained on were placed in one model, and since when.
+
+    since[i]: the revision from which training no longer read sample i (its drop or forget)."""
+
+    shard: np.ndarray  # int32, -1 for test samples
+    slice: np.ndarray  # int32
+    since: np.ndarray  # int32
+
+    @classmethod
+    def empty(cls) -> "Gone":
+        return cls(*(np.array([], dtype=np.int32) for _ in range(3)))
+
+    def upto(self, revision: int) -> "Gone":
+        m = self.since <= revision
+        return Gone(self.shard[m], self.slice[m], self.since[m])
+
+
+def held_tombstones(ref: CheckpointRef, gone: Gone) -> set[int]:
+    """The revisions (`since`) of the gone samples this checkpoint was trained on."""
+    m = (gone.shard == ref.shard) & (gone.slice <= ref.slice) & (gone.slice >= 0)
+    read_at = np.asarray(ref.revisions, dtype=np.int64)[gone.slice[m]]
+    t = gone.since[m]
     return set(np.unique(t[read_at < t]).tolist())
 
 
@@ -32,6 +48,7 @@ class PurgePlan:
     versions: list[int] = field(default_factory=list)
     # what each purged object held: key or "version:<n>" -> tombstone revisions
     held: dict[str, list[int]] = field(default_factory=dict)
+    version_held: dict[int, list[str]] = field(default_factory=dict)  # version -> its checkpoints that held some
 
     @property
     def empty(self) -> bool:
@@ -46,27 +63,33 @@ def plan_purge(
     stored: list[CheckpointRef],
     versions: list[VersionManifest],
     published: int | None,
-    assignment: Assignment,
-    tombstoned_at: np.ndarray,
+    gone: Gone,
 ) -> PurgePlan:
     held_by_key = {}
     for ref in stored:
-        h = held_tombstones(ref, assignment, tombstoned_at)
+        h = held_tombstones(ref, gone)
         if h:
             held_by_key[ref.key] = (ref, h)
     purge_versions: list[int] = []
     held: dict[str, list[int]] = {k: sorted(h) for k, (_, h) in held_by_key.items()}
+    version_held: dict[int, list[str]] = {}
     for v in versions:
         hv: set[int] = set()
+        keys = []
         for ref in (r for chain in v.chains for r in chain):
-            hv |= held_by_key[ref.key][1] if ref.key in held_by_key else held_tombstones(ref, assignment, tombstoned_at)
+            h = held_by_key[ref.key][1] if ref.key in held_by_key else held_tombstones(ref, gone)
+            if h:
+                hv |= h
+                keys.append(ref.key)
         if hv:
             if v.version == published:
                 raise PurgeWouldBreakServing(f"published version {v.version} still holds forgotten samples")
             purge_versions.append(v.version)
             held[f"version:{v.version}"] = sorted(hv)
+            version_held[v.version] = sorted(keys)
     return PurgePlan(
         checkpoints=[ref for ref, _ in held_by_key.values()],
         versions=sorted(purge_versions),
         held=held,
+        version_held=version_held,
     )

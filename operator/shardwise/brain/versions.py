@@ -17,9 +17,16 @@ class VersionManifest:
     revision: int
     chains: tuple[Chain, ...]
     created: str = ""
+    shard_samples: tuple[int, ...] | None = None  # training samples of each shard at `revision`
 
     def finals(self) -> list[CheckpointRef]:
         return [c[-1] for c in self.chains]
+
+    def voting(self) -> list[bool]:
+        """Which shards vote: a shard with no training sample has only its random initial weights."""
+        if self.shard_samples is None:
+            return [True] * len(self.chains)
+        return [n > 0 for n in self.shard_samples]
 
     def keys(self) -> set[str]:
         return {ref.key for chain in self.chains for ref in chain}
@@ -30,6 +37,7 @@ class VersionManifest:
             "datasetRevision": self.revision,
             "created": self.created,
             "shards": [[ref.to_dict() for ref in chain] for chain in self.chains],
+            **({"shardSamples": list(self.shard_samples)} if self.shard_samples is not None else {}),
         }
 
     @classmethod
@@ -39,6 +47,7 @@ class VersionManifest:
             revision=int(d["datasetRevision"]),
             created=d.get("created", ""),
             chains=tuple(tuple(CheckpointRef.from_dict(x) for x in chain) for chain in d["shards"]),
+            shard_samples=tuple(int(n) for n in d["shardSamples"]) if d.get("shardSamples") is not None else None,
         )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -36,7 +37,6 @@ from typing import IO, Any
 import numpy as np
 
 from shardwise.api.dataset import DatasetSource
-from shardwise.brain.revision import SCRUBBED_OWNER_PREFIX
 from shardwise.data.table import SampleTable
 from shardwise.errors import InvalidInput, NotFound
 from shardwise.store.base import Store, check_key
@@ -64,15 +64,18 @@ StoreOpener = Callable[[str], Store]
 # ---------------------------------------------------------------------------
 
 
-def load_source(source: DatasetSource, *, store_opener: StoreOpener | None = None) -> SampleTable:
+def load_source(source: DatasetSource, *, store_opener: StoreOpener | None = None,
+                classes: list[str] | None = None) -> SampleTable:
     """Read every sample of `source`.
 
     store_opener maps "s3://bucket" to a Store; it defaults to
     shardwise.store.open_store (imported only when an s3:// uri is read).
+    classes: the class list, fixed (the Dataset's spec.classes, or the list its first ingest
+    recorded); a label outside it is an error naming the row. None: the distinct labels.
     """
     if source.builtin is not None:
         if source.builtin == "digits":
-            return load_digits(source.ownersPerSample)
+            return _with_classes(load_digits(source.ownersPerSample), classes, "digits")
         raise InvalidInput(f"source.builtin {source.builtin!r} is not a known dataset; use 'digits'")
     if source.ownersPerSample:
         raise InvalidInput(
@@ -85,10 +88,22 @@ def load_source(source: DatasetSource, *, store_opener: StoreOpener | None = Non
     loc = _locate(uri, store_opener)
     fmt = _resolve_format(loc, source.format)
     if fmt == "csv":
-        return load_csv(loc, source)
+        return load_csv(loc, source, classes)
     if fmt == "jsonl":
-        return load_jsonl(loc, source)
-    return load_images(loc, source)
+        return load_jsonl(loc, source, classes)
+    return load_images(loc, source, classes)
+
+
+def _with_classes(table: SampleTable, classes: list[str] | None, name: str) -> SampleTable:
+    """A table whose labels are codes into `classes` (the builtin's own list when None)."""
+    if classes is None:
+        return table
+    index = {c: i for i, c in enumerate(classes)}
+    missing = [c for c in table.class_names if c not in index]
+    if missing:
+        raise InvalidInput(f"{name}: label {missing[0]!r} is not one of spec.classes")
+    remap = np.array([index[c] for c in table.class_names], dtype=np.int64)
+    return dataclasses.replace(table, labels=remap[table.labels], class_names=tuple(classes))
 
 
 # ---------------------------------------------------------------------------
@@ -343,11 +358,6 @@ class _Rows:
         if len(owner) > MAX_SAMPLE_KEY:  # and owner keys of at most this length
             raise InvalidInput(f"{_where(self.name, line, self.owner_field)}: the owner key is {len(owner)} "
                                f"characters long; at most {MAX_SAMPLE_KEY} are allowed")
-        if owner.startswith(SCRUBBED_OWNER_PREFIX):
-            raise InvalidInput(
-                f"{_where(self.name, line, self.owner_field)}: owner keys starting with "
-                f"{SCRUBBED_OWNER_PREFIX!r} are reserved for forgotten owners"
-            )
 
     def add(self, line: int, sid: str, label: str, owner: str) -> None:
         self.first_line[sid] = line
@@ -358,21 +368,32 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def table(self, features: np.ndarray) -> SampleTable:
-        codes, class_names = encode_labels(self.labels)
+    def table(self, features: np.ndarray, classes: list[str] | None = None, label_field: str = "label",
+              feature_names: tuple[str, ...] | None = None) -> SampleTable:
+        if classes is not None:
+            known = set(classes)
+            bad = next((k for k, t in enumerate(self.labels) if t not in known), None)
+            if bad is not None:
+                line = self.first_line[self.ids[bad]]
+                raise InvalidInput(f"{_where(self.name, line, label_field)}: {self.labels[bad]!r} is not one of the "
+                                   f"Dataset's classes ({', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''})")
+        codes, class_names = encode_labels(self.labels, classes)
         return SampleTable(
             ids=np.array(self.ids, dtype=str),
             labels=codes,
             features=features,
             owners=np.array(self.owners, dtype=str),
             class_names=class_names,
+            feature_names=feature_names,
         )
 
 
-def encode_labels(labels: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Codes into the sorted distinct labels (numeric order when all are integers)."""
+def encode_labels(labels: list[str], classes: list[str] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Codes into `classes`, or into the sorted distinct labels (numeric order when all are integers)."""
     distinct = set(labels)
-    if all(_INTEGER.fullmatch(t) for t in distinct):
+    if classes is not None:
+        names = list(classes)
+    elif all(_INTEGER.fullmatch(t) for t in distinct):
         names = sorted(distinct, key=lambda t: (int(t), t))
     else:
         names = sorted(distinct)
@@ -499,7 +520,7 @@ def _parse_floats(name: str, line: int, names: list[str], cells: list[str]) -> l
     raise AssertionError("unreachable")
 
 
-def load_csv(loc: _Location, source: DatasetSource) -> SampleTable:
+def load_csv(loc: _Location, source: DatasetSource, classes: list[str] | None = None) -> SampleTable:
     name = loc.name
     id_col, label_col, owner_col = source.idColumn, source.labelColumn, source.ownerColumn
     with loc.open() as fp:
@@ -534,7 +555,7 @@ def load_csv(loc: _Location, source: DatasetSource) -> SampleTable:
             out.add(line, sid, label, owner)
     if not len(out):
         raise InvalidInput(f"{name}: no samples (the file holds only its header row)")
-    return out.table(matrix.finish())
+    return out.table(matrix.finish(), classes, label_col, tuple(feat_names))
 
 
 # ---------------------------------------------------------------------------
@@ -568,7 +589,7 @@ def _json_kind(value: Any) -> str:
     return "a number"
 
 
-def load_jsonl(loc: _Location, source: DatasetSource) -> SampleTable:
+def load_jsonl(loc: _Location, source: DatasetSource, classes: list[str] | None = None) -> SampleTable:
     name = loc.name
     id_col, label_col, owner_col = source.idColumn, source.labelColumn, source.ownerColumn
     feat_col = source.featuresColumn
@@ -619,7 +640,8 @@ def load_jsonl(loc: _Location, source: DatasetSource) -> SampleTable:
             out.add(line, sid, label, owner)
     if matrix is None or not len(out):
         raise InvalidInput(f"{name}: no samples (the file is empty)")
-    return out.table(matrix.finish())
+    return out.table(matrix.finish(), classes, label_col,
+                     tuple(f"{feat_col}[{j}]" for j in range(matrix.width)))
 
 
 # ---------------------------------------------------------------------------
@@ -682,7 +704,7 @@ def _read_image_labels(fp: IO[bytes], name: str, source: DatasetSource) -> tuple
     return out, files
 
 
-def load_images(loc: _Location, source: DatasetSource) -> SampleTable:
+def load_images(loc: _Location, source: DatasetSource, classes: list[str] | None = None) -> SampleTable:
     labels_loc = loc.child(_relative_path(loc.name, None, "labelsFile", source.labelsFile))
     name = labels_loc.name
     try:
@@ -706,4 +728,4 @@ def load_images(loc: _Location, source: DatasetSource) -> SampleTable:
             features[k, 0] = _decode_image(data, size)
         except Exception as e:  # noqa: BLE001 - a decoder fed untrusted bytes can fail in many ways
             raise InvalidInput(f"{where}: {rel!r} cannot be decoded as an image: {e}") from None
-    return out.table(features)
+    return out.table(features, classes, source.labelColumn)

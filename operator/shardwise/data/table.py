@@ -19,6 +19,7 @@ class SampleTable:
     features: float32, (N, D) for vectors or (N, C, H, W) for images
     owners:   str array (N,), "" where the sample has no owner key
     class_names: label text of each code, in code order
+    feature_names: the name of each feature column (CSV header, or JSONL `features[j]`); None for images
     """
 
     ids: np.ndarray
@@ -26,6 +27,7 @@ class SampleTable:
     features: np.ndarray
     owners: np.ndarray
     class_names: tuple[str, ...]
+    feature_names: tuple[str, ...] | None = None  # tabular sources: the column of each feature
 
     def __post_init__(self) -> None:
         n = len(self.ids)

@@ -30,6 +30,7 @@ class Predictions:
     probs:  float32 (S, M, C)    softmax output of each constituent model
     class_names: label text of each code
     aggregation: how the ensemble combines shards (the model's spec.aggregation)
+    voting: bool (S,)            shards that vote (a shard with no training sample does not); all when None
     """
 
     ids: np.ndarray
@@ -40,8 +41,11 @@ class Predictions:
     probs: np.ndarray
     class_names: tuple[str, ...]
     aggregation: str = "softmax-mean"
+    voting: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.voting is None:
+            object.__setattr__(self, "voting", np.ones(self.probs.shape[0], dtype=bool))
         m = len(self.ids)
         for name in ("labels", "train", "shard", "slice"):
             if len(getattr(self, name)) != m:
@@ -59,17 +63,18 @@ class Predictions:
 
     def ensemble(self) -> np.ndarray:
         """(M, C) scores of the published ensemble: what the model predicts."""
-        return aggregate(self.probs, self.aggregation)
+        return aggregate(self.probs, self.aggregation, self.voting)
 
     def predicted(self) -> np.ndarray:
         return self.ensemble().argmax(1)
 
     def out_of_shard(self) -> np.ndarray:
-        """(M, C) mean probabilities of the models that did not train on each sample."""
-        s = self.shards
-        total = self.probs.sum(axis=0, dtype=np.float64)
+        """(M, C) mean probabilities of the voting models that did not train on each sample."""
+        vote = np.asarray(self.voting, dtype=bool)
+        s = int(vote.sum())
+        total = self.probs[vote].sum(axis=0, dtype=np.float64)
         own = np.zeros_like(total)
-        trained = self.shard >= 0
+        trained = self.shard >= 0  # a sample's own shard trained on it, so it votes
         own[trained] = self.probs[self.shard[trained], np.flatnonzero(trained)]
         count = np.where(trained, s - 1, s).astype(np.float64)
         if s == 1:  # one shard: no model is out-of-shard for a training sample; fall back to the model
@@ -78,7 +83,7 @@ class Predictions:
 
     def subset(self, mask: np.ndarray) -> "Predictions":
         return Predictions(self.ids[mask], self.labels[mask], self.train[mask], self.shard[mask], self.slice[mask],
-                           self.probs[:, mask], self.class_names, self.aggregation)
+                           self.probs[:, mask], self.class_names, self.aggregation, self.voting)
 
     def split(self, name: str) -> "Predictions":
         """The samples of one split: test, train or all."""
@@ -91,11 +96,12 @@ class Predictions:
                             train=self.train.astype(bool), shard=self.shard.astype(np.int32),
                             slice=self.slice.astype(np.int32), probs=self.probs.astype(np.float32),
                             class_names=np.array(self.class_names, dtype=str),
-                            aggregation=np.array(self.aggregation))
+                            aggregation=np.array(self.aggregation), voting=np.asarray(self.voting, dtype=bool))
         return buf.getvalue()
 
     @classmethod
     def from_npz(cls, data: bytes) -> "Predictions":
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return cls(z["ids"], z["labels"], z["train"], z["shard"], z["slice"], z["probs"],
-                       tuple(z["class_names"].tolist()), str(z["aggregation"]))
+                       tuple(z["class_names"].tolist()), str(z["aggregation"]),
+                       z["voting"] if "voting" in z.files else None)

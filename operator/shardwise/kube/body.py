@@ -95,10 +95,13 @@ class Body:
         """Datasets, then forget requests, then models, then completions: the local body's order."""
         changed = False
         docs = {p: await self.kube.list(p, ns) for p in ("datasets", "forgetrequests", "shardedmodels")}
+        datasets: dict[str, Dataset | bool] = {}
         for doc in docs["datasets"]:
             ds = await self._parse(Dataset, doc)
             if ds is None:
+                datasets[doc["metadata"]["name"]] = False  # an invalid spec: its models wait, naming it
                 continue
+            datasets[ds.name] = ds
             if ds.spec.source.uri and not ds.spec.source.uri.startswith("s3://"):
                 await self._put_status(ds, _failed(ds, "spec.source.uri: in a cluster a Dataset is read from "
                                                        "s3:// only (the operator never reads its own files)"))
@@ -120,7 +123,7 @@ class Body:
                               f"tombstoned in dataset revision {fr.status.datasetRevision}")
         models = [m for m in [await self._parse(ShardedModel, d) for d in docs["shardedmodels"]] if m]
         for m in models:
-            changed |= await self.reconcile_model(m, control)
+            changed |= await self.reconcile_model(m, control, datasets.get(m.spec.datasetRef))
         for doc in await self.kube.list("experiments", ns):
             exp = await self._parse(Experiment, doc)
             if exp is not None:
@@ -134,10 +137,11 @@ class Body:
                     kopf.info(fr.to_doc(), reason="Complete", message=st.message)
         return changed
 
-    async def reconcile_model(self, m: ShardedModel, control: StoreControl) -> bool:
+    async def reconcile_model(self, m: ShardedModel, control: StoreControl,
+                              dataset: Dataset | None | bool = True) -> bool:
         ns = m.namespace
         jobs = await self.kube.jobs_of(ns, m.name)
-        obs = await asyncio.to_thread(control.observe_model, m, _liveness(jobs))
+        obs = await asyncio.to_thread(control.observe_model, m, _liveness(jobs), dataset)
         actions, status = reconcile_model(obs)
         acted = False
         for a in actions:
@@ -193,12 +197,25 @@ class Body:
         return await self._put_status(exp, status)
 
     async def delete_model(self, m: ShardedModel) -> int:
-        """storagePolicy Delete: remove the model's objects from the store; Retain keeps them."""
+        """storagePolicy Delete: remove the model's objects from the store; Retain keeps them (and the
+        record beside its Dataset, so that later forgets purge them too)."""
         if m.spec.storagePolicy != "Delete":
             return 0
         store = await self.store_for(m.namespace)
-        prefix = StoreControl(store, m.namespace).layout.model(m.name, m.metadata.uid or "nouid") + "/"
-        return len(await asyncio.to_thread(store.delete_prefix, prefix))
+        control = StoreControl(store, m.namespace)
+        prefix = control.layout.model(m.name, m.metadata.uid or "nouid") + "/"
+        n = len(await asyncio.to_thread(store.delete_prefix, prefix))
+        await asyncio.to_thread(control.forget_model, m)
+        return n
+
+    async def dataset_users(self, ds: Dataset) -> list[str]:
+        """The ShardedModels and Experiments that name this Dataset (they hold it from deletion)."""
+        users = []
+        for plural, kind in (("shardedmodels", "ShardedModel"), ("experiments", "Experiment")):
+            for doc in await self.kube.list(plural, ds.namespace):
+                if (doc.get("spec") or {}).get("datasetRef") == ds.name:
+                    users.append(f"{kind} {doc['metadata']['name']}")
+        return users
 
 
 def _liveness(jobs: dict[str, dict[str, Any]]) -> Callable[[str, dict], str | None]:

@@ -10,7 +10,8 @@ import logging
 import kopf
 
 from shardwise import API_GROUP, API_VERSION
-from shardwise.api import ShardedModel
+from shardwise.api.common import iso, now
+from shardwise.api import Dataset, ShardedModel
 from shardwise.kube.body import Body
 from shardwise.kube.client import Kube, make_api_client
 from shardwise.kube.settings import OperatorSettings
@@ -59,6 +60,25 @@ for _plural in CRS:
 async def job_event(namespace: str, memo: kopf.Memo, **_) -> None:
     """An owned Job changed (started, progressed, finished): reconcile its namespace."""
     await memo.body.reconcile_namespace(namespace)
+
+
+@kopf.on.delete(API_GROUP, API_VERSION, "datasets")
+async def dataset_deleted(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None:
+    """A Dataset in use is held (its finalizer stays) until no ShardedModel or Experiment names it: its
+    models' checkpoints must stay forgettable. Its stored data is kept either way (a ForgetRequest naming
+    it still works while anything derived from it is stored)."""
+    ds = Dataset.model_validate(dict(body))
+    users = await memo.body.dataset_users(ds)
+    if users:
+        msg = f"held from deletion: used by {', '.join(users)}; delete them first"
+        status = dict(body.get("status") or {})
+        conds = [c for c in status.get("conditions") or [] if c.get("type") != "Deleting"]
+        if not any(c.get("message") == msg for c in status.get("conditions") or []):
+            await memo.body.kube.patch_status("datasets", ds.namespace, ds.name, {**status, "conditions": conds + [
+                {"type": "Deleting", "status": "True", "reason": "InUse", "message": msg,
+                 "lastTransitionTime": iso(now())}]})
+        raise kopf.TemporaryError(msg, delay=15)
+    logger.info("no model or experiment uses it: deleted (its stored data is kept)")
 
 
 @kopf.on.delete(API_GROUP, API_VERSION, "shardedmodels")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import TypeVar
 
-from shardwise.api import KINDS, Experiment, ShardedModel
+from shardwise.api import KINDS, Dataset, Experiment, ShardedModel
 from shardwise.api.experiment import EXPERIMENT_LABEL
 from shardwise.api.common import Resource, iso, now
 from shardwise.api.immutable import IMMUTABLE, message
@@ -89,13 +89,31 @@ class Registry:
         self.store.put_json(self._key(type(res), res.name), cur.to_doc())
 
     def delete(self, cls: type[Resource], name: str) -> None:
-        if self.get(cls, name) is None:
+        res = self.get(cls, name)
+        if res is None:
             raise NotFound(f"{cls.KIND} {self.namespace}/{name} not found")
+        if cls is Dataset:  # what the operator's finalizer does: a Dataset in use stays
+            users = [f"{k.KIND} {r.name}" for k in (ShardedModel, Experiment) for r in self.list(k)
+                     if r.spec.datasetRef == name]
+            if users:
+                raise InvalidInput(f"Dataset {name} is used by {', '.join(users)}: delete them first "
+                                   "(their checkpoints must stay forgettable)")
         self.store.delete(self._key(cls, name))
+        if cls is ShardedModel:
+            self._model_deleted(res)  # type: ignore[arg-type]
         if cls is Experiment:  # what the API server's garbage collector does for its owned model
             for m in self.list(ShardedModel):
                 if m.metadata.labels.get(EXPERIMENT_LABEL) == name:
                     self.store.delete(self._key(ShardedModel, m.name))
+                    self._model_deleted(m)
+
+    def _model_deleted(self, m: ShardedModel) -> None:
+        """storagePolicy Delete: its objects go, and the record beside its Dataset. Retain keeps both, so
+        later forgets still find and purge its checkpoints."""
+        if m.spec.storagePolicy == "Delete":
+            uid = m.metadata.uid or "nouid"
+            self.store.delete_prefix(self.layout.model(m.name, uid) + "/")
+            self.store.delete(self.layout.dataset_trained(m.spec.datasetRef, m.name, uid))
 
 
 def kind_of(word: str) -> type[Resource]:

@@ -42,6 +42,7 @@ class LocalRunner:
         self.control = StoreControl(self.store, self.namespace, self.log)
         self.executor = LocalExecutor(self.store.uri, self.parallel, log_dir=self.log_dir, log=self.log)
         self._exits: dict[str, tuple[int, str]] = {}
+        self._slices_seen: dict[tuple[str, str], int] = {}
 
     def view(self, name: str, revision: int | None = None) -> DatasetView:
         return self.control.view(name, revision)
@@ -80,8 +81,9 @@ class LocalRunner:
             by_name = {fr.name: fr for fr in requests}
             for name, st in self.control.accept_forgets(ds_name, requests).items():
                 changed |= self._put(by_name[name], st)
+        datasets = {d.name: d for d in self.registry.list(Dataset)}
         for m in self.registry.list(ShardedModel):
-            changed |= self.reconcile_model(m)
+            changed |= self.reconcile_model(m, datasets.get(m.spec.datasetRef))
         models = self.registry.list(ShardedModel)
         for exp in self.registry.list(Experiment):
             changed |= self.reconcile_experiment(exp, models)
@@ -111,8 +113,9 @@ class LocalRunner:
             return "failed"
         return None  # interrupted by a restart: the brain will start it again
 
-    def reconcile_model(self, m: ShardedModel) -> bool:
-        obs = self.control.observe_model(m, self._liveness)
+    def reconcile_model(self, m: ShardedModel, dataset: Dataset | None | bool = True) -> bool:
+        obs = self.control.observe_model(m, self._liveness, dataset)
+        self._progress(m, obs.jobs)
         actions, status = reconcile_model(obs)
         acted = False
         for a in actions:
@@ -134,6 +137,18 @@ class LocalRunner:
         if m.status is None or status.phase != m.status.phase:
             self.log(f"shardedmodel/{m.name}: {status.phase} ({status.shardsReadyText} shards ready)")
         return self._put(m, status) or acted
+
+    def _progress(self, m: ShardedModel, jobs) -> None:
+        """One line per slice a running trainer finished (from its status in the store)."""
+        for j in jobs:
+            if j.state != "running" or not j.slices_done:
+                continue
+            key = (m.name, j.name)
+            if self._slices_seen.get(key, 0) < j.slices_done:
+                self._slices_seen[key] = j.slices_done
+                done = j.from_slice + j.slices_done
+                self.log(f"shardedmodel/{m.name}: shard {j.shard} slice {done - 1} trained "
+                         f"({done}/{m.spec.slices}, job {j.name})")
 
     def reconcile_experiment(self, exp: Experiment, models: list[ShardedModel]) -> bool:
         from shardwise_trainer.evaluate import evaluate_version

@@ -39,14 +39,21 @@ class Layout:
     def dataset_current(self, ds: str) -> str:
         return f"{self.dataset(ds)}/current.json"
 
-    def dataset_payload_pointer(self, ds: str) -> str:
-        return f"{self.dataset(ds)}/payload.json"
-
     def dataset_payload(self, ds: str, sha: str) -> str:
         return f"{self.dataset(ds)}/payload/{sha}.npz"
 
-    def dataset_index(self, ds: str) -> str:
-        return f"{self.dataset(ds)}/index.npz"
+    def dataset_schema(self, ds: str) -> str:
+        return f"{self.dataset(ds)}/schema.json"
+
+    def dataset_secret(self, ds: str) -> str:
+        return f"{self.dataset(ds)}/secret.json"
+
+    def dataset_trained(self, ds: str, model: str, uid: str) -> str:
+        """The record that a model (live, or deleted with its checkpoints retained) trains on the Dataset."""
+        return f"{self.dataset_trained_prefix(ds)}{_ok('model', model)}.{_ok('uid', uid)}.json"
+
+    def dataset_trained_prefix(self, ds: str) -> str:
+        return f"{self.dataset(ds)}/trained/"
 
     def dataset_revision(self, ds: str, rev: int) -> str:
         return f"{self.dataset(ds)}/{rev:06d}/manifest.json"

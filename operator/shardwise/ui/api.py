@@ -84,7 +84,7 @@ class Annotator:
         self.layout = self.control.layout
         self._lock = threading.RLock()  # the caches below and StoreControl's are shared by request threads
         self._loaded: dict[str, Loaded] = {}
-        self._tables: dict[str, tuple[str, SampleTable, dict[str, int]]] = {}
+        self._tables: dict[str, tuple[str, dict[str, int]]] = {}  # dataset -> (payload key, id -> row)
         self._thumbs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._kinds: dict[tuple[str, int], str] = {}
 
@@ -137,16 +137,14 @@ class Annotator:
         if not dns_label_ok(name):
             raise ApiError(400, f"dataset: {name!r} is not a DNS-1123 name", "dataset")
         try:
-            rev = self.control.datasets.current_revision(name)
-            ptr = self.store.get_json(self.layout.dataset_payload_pointer(name))
+            v = self.control.view(name)
         except NotFound:
             raise ApiError(404, f"dataset: Dataset {self.namespace}/{name} has not been ingested", "dataset") from None
         cached = self._tables.get(name)
-        if cached is None or cached[0] != ptr["sha256"]:  # the payload changes only when a forget scrubs it
-            table = SampleTable.from_npz(self.store.get_verified(ptr["key"], ptr["sha256"]))
-            cached = (ptr["sha256"], table, {s: i for i, s in enumerate(table.ids.tolist())})
+        if cached is None or cached[0] != v.payload_key:  # the payload changes only when a forget removes rows
+            cached = (v.payload_key, {s: i for i, s in enumerate(v.table.ids.tolist())})
             self._tables[name] = cached
-        return DatasetNow(name, cached[1], cached[2], self.control.datasets.state(name, rev), cached[0])
+        return DatasetNow(name, v.table, cached[1], v.state, v.payload_key)
 
     def _changes(self, dataset: str, since: int, upto: int, last: int = 50) -> list[dict[str, Any]]:
         out = []
@@ -329,11 +327,14 @@ def change_summary(revision: int, doc: dict) -> dict[str, Any]:
     c = doc.get("change") or {}
     kind = c.get("kind", "?")
     if kind == "relabel":
-        text = ", ".join(f"{x['id']}: {x['from']} → {x['to']}" for x in c.get("labels", [])[:5])
+        text = ", ".join(f"{x['id']}: {x['from']} → {x['to']}" if "id" in x else "a sample since forgotten"
+                         for x in c.get("labels", [])[:5])
     elif kind == "drop":
-        text = "dropped " + ", ".join(c.get("ids", [])[:5])
+        text = "dropped " + ", ".join(x if isinstance(x, str) else "a sample since forgotten"
+                                      for x in c.get("ids", [])[:5])
     elif kind == "forget":
-        text = f"forgot {c.get('samples')} sample(s) for {', '.join(c.get('requests', []))}"
+        text = f"forgot {c.get('samples')} sample(s) for " + ", ".join(
+            r["name"] if isinstance(r, dict) else str(r) for r in c.get("requests", []))
     else:
         text = kind
     return {"revision": revision, "kind": kind, "by": c.get("by"), "at": c.get("at") or doc.get("createdAt"),
