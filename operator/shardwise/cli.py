@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from shardwise.api import Dataset, ForgetRequest, ShardedModel
 from shardwise.api.common import dns_label_ok
 from shardwise.api.forget import ForgetRequestSpec
+from shardwise.datasets import DatasetStore
 from shardwise.errors import InvalidInput, NotFound, ShardwiseError, reading
 from shardwise.local.lock import ReconcilerLock
 from shardwise.local.manifests import describe_validation, load_manifests
@@ -24,6 +25,7 @@ from shardwise.local.registry import Registry, kind_of
 from shardwise.local.runner import LocalRunner
 from shardwise.local.table import render_table
 from shardwise.store import open_store
+from shardwise.store.layout import Layout
 
 DEFAULT_STORE = ".shardwise"
 
@@ -212,7 +214,8 @@ def cmd_forget(args) -> int:
     for opt, value in (("--dataset", args.dataset), ("--name", args.name)):
         if value is not None and not dns_label_ok(value):
             raise InvalidInput(f"{opt}: {value!r} is not a DNS-1123 label (lowercase letters, digits, '-', at most 63)")
-    if reg.get(Dataset, args.dataset) is None:
+    if reg.get(Dataset, args.dataset) is None and not DatasetStore(store, Layout(args.namespace)).exists(args.dataset):
+        # a deleted Dataset whose stored data is kept (models trained on it retained) can still be forgotten from
         raise NotFound(f"--dataset: Dataset {args.namespace}/{args.dataset} not found")
     if args.ids_file:
         with reading(f"--ids-file {args.ids_file}"):

@@ -43,3 +43,30 @@ def assert_exact(store: Store, got: VersionManifest, ref: VersionManifest, shard
         a, b = tensors(store, got.chains[k][-1]), tensors(store, ref.chains[k][-1])
         assert a.keys() == b.keys() and all(torch.equal(a[x], b[x]) for x in a), f"shard {k} differs"
         assert got.chains[k][-1].weights_sha256 == ref.chains[k][-1].weights_sha256, f"shard {k} weights hash"
+
+
+def train_in_process(store: Store, spec, revision: int, chains: list | None = None, dataset: str = "d",
+                     model: str = "m", ns: str = NS) -> list[tuple[CheckpointRef, ...]]:
+    """Bring every shard's chain up to `revision` as the reconciler would, with the trainer run
+    in-process (the same train_shard a trainer process runs): the brain plans each shard from its
+    lineage, the trainer retrains it from the first stale slice. Returns the chains."""
+    from shardwise.brain.lineage import plan_shard, slice_fingerprints
+    from shardwise.datasets import DatasetStore
+    from shardwise_trainer.train import train_shard
+
+    v = DatasetStore(store, Layout(ns)).view(dataset, revision)
+    a = v.assignment(spec.shards, spec.slices, spec.training.seed, spec.groupBy == "owner")
+    fps = slice_fingerprints(a, v.state, v.id_words)
+    out = []
+    for k in range(spec.shards):
+        chain = chains[k] if chains else None
+        plan = plan_shard(k, chain, fps[k])
+        if plan is None:
+            out.append(chain)
+            continue
+        request = {"job": f"{model}-s{k}-r{revision}-f{plan.from_slice}", "namespace": ns, "model": model,
+                   "uid": "u", "spec": spec.model_dump(mode="json"), "dataset": dataset, "shard": k,
+                   "fromSlice": plan.from_slice, "revision": revision, "keep": [r.to_dict() for r in plan.keep]}
+        refs, _ = train_shard(store, request)
+        out.append(tuple(plan.keep) + tuple(refs))
+    return out

@@ -96,7 +96,7 @@ def snapshot(store: LocalStore) -> dict:
         "jobs": sorted(j["name"] for j in doc["jobs"]),
         "ledger": ledger,
         "revisions": [r.get("change", {}).get("kind", "ingest") for r in revs],
-        "tombstoned": int((ds.state("digits", ds.current_revision("digits")).tombstoned_at > 0).sum()),
+        "forgotten": len(ds.view("digits").forgotten),
         "forget": (fr["status"]["phase"], fr["status"]["datasetRevision"]),
     }
 

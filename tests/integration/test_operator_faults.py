@@ -275,11 +275,10 @@ async def outcome(c: FaultCluster, victims: list[str]) -> dict[str, Any]:
     assert fbrain.verify_chain(entries) == []
     cert = {k: v for k, v in fr["certificate"].items() if k != "ledgerEntry"}
     assert cert == entries[0]["certificate"], "the status shows the certificate the ledger holds"
-    # the sample: tombstoned in the current revision, and nothing else
+    # the sample: forgotten in the current revision (its row gone, a tombstone left), and nothing else
     v = DatasetStore(store, L).view("digits")
-    pos = np.flatnonzero(np.isin(v.table.ids, victims))
-    assert len(pos) == len(victims) and v.state.revision == 2 and (v.state.tombstoned_at[pos] == 2).all()
-    assert int((~v.state.active).sum()) == len(victims)
+    assert not np.isin(v.table.ids, victims).any() and v.state.revision == 2
+    assert v.forgotten.forgotten_at.tolist() == [2] * len(victims) and v.state.active.all()
     # the versions: one line, exactly one new version (version 1 held the sample and is purged)
     assert store.get_json(L.current("m", UID))["version"] == 2 and st["publishedVersion"] == 2
     assert store.list(L.versions("m", UID)) == [L.version("m", UID, 2)]
