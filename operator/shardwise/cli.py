@@ -14,17 +14,17 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from shardwise.api import Dataset, ForgetRequest, ShardedModel
+from shardwise.api import KINDS, Dataset, ForgetRequest, ShardedModel
 from shardwise.api.common import dns_label_ok
 from shardwise.api.forget import ForgetRequestSpec
 from shardwise.datasets import DatasetStore
 from shardwise.errors import InvalidInput, NotFound, ShardwiseError, reading
 from shardwise.local.lock import ReconcilerLock
 from shardwise.local.manifests import describe_validation, load_manifests
-from shardwise.local.registry import Registry, kind_of
+from shardwise.local.registry import Registry, kind_names, kind_of
 from shardwise.local.runner import LocalRunner
 from shardwise.local.table import render_table
-from shardwise.store import open_store
+from shardwise.store import StoreMissing, open_store
 from shardwise.store.layout import Layout
 
 DEFAULT_STORE = ".shardwise"
@@ -47,11 +47,27 @@ def _count(hi: int) -> Callable[[str], int]:
     return parse
 
 
+def _kinds_help() -> str:
+    """The kinds and every name each is known by, as a help epilog (from the API classes)."""
+    rows = [(cls.PLURAL, ", ".join(n for n in kind_names(cls) if n != cls.PLURAL)) for cls in KINDS.values()]
+    width = max(len(plural) for plural, _ in rows)
+    return "kinds (any of the names, in any case):\n" + "\n".join(
+        f"  {plural:<{width}}  {names}" for plural, names in rows)
+
+
+def _kind_parser(sub, cmd: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose first argument is a kind: the kinds' names in its --help."""
+    k = sub.add_parser(cmd, help=summary, epilog=_kinds_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("kind", help="the kind of resource: any of the names listed below")
+    return k
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shardwise", description="SISA training that can forget, on one machine.")
     p.add_argument("--store", default=os.environ.get("SHARDWISE_STORE", DEFAULT_STORE),
                    help="store root: a folder, or s3://bucket/prefix with SHARDWISE_S3_ENDPOINT, AWS_ACCESS_KEY_ID "
-                        "and AWS_SECRET_ACCESS_KEY set (default: $SHARDWISE_STORE or ./.shardwise)")
+                        "and AWS_SECRET_ACCESS_KEY set (default: $SHARDWISE_STORE or ./.shardwise); made by the "
+                        "first command that writes (apply, forget, relabel, reconcile), never by one that reads")
     p.add_argument("-n", "--namespace", default="default", help="tenant namespace (default: default)")
     p.add_argument("--parallel", type=_count(1024), default=_parallel_default(), help="trainer processes at once")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -60,17 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-f", "--filename", action="append", required=True, help="file or folder (repeatable)")
     a.add_argument("--no-wait", action="store_true", help="store the resources and return without reconciling")
 
-    g = sub.add_parser("get", help="list resources as a table")
-    g.add_argument("kind")
+    g = _kind_parser(sub, "get", "list resources as a table")
     g.add_argument("name", nargs="?")
     g.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
 
-    d = sub.add_parser("describe", help="show one resource with its status")
-    d.add_argument("kind")
+    d = _kind_parser(sub, "describe", "show one resource with its status")
     d.add_argument("name")
 
-    rm = sub.add_parser("delete", help="delete a resource (its stored objects are kept)")
-    rm.add_argument("kind")
+    rm = _kind_parser(sub, "delete", "delete a resource (its stored objects are kept)")
     rm.add_argument("name")
 
     f = sub.add_parser("forget", help="file a ForgetRequest and reconcile until it is complete")
@@ -90,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict with the published version of a model")
     pr.add_argument("model")
-    pr.add_argument("file", help="CSV (numeric feature columns; id optional) or JSONL with 'features'")
+    pr.add_argument("file", help="CSV whose header names every feature of the model's Dataset, in any order (its "
+                                 "id column optional), or JSONL with 'features' or one key per feature")
 
     sub.add_parser("reconcile", help="reconcile everything in the namespace until idle")
 
@@ -130,8 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- helpers -----------------------------------------------------------------------------
-def _session(args) -> tuple:
-    store = open_store(args.store)
+def _session(args, create: bool = False) -> tuple:
+    """The store and its registry. create: the command writes, so a missing store is made; a command
+    that only reads refuses it instead (a mistyped --store would otherwise leave an empty store behind)."""
+    try:
+        store = open_store(args.store, create=create)
+    except StoreMissing as e:
+        raise StoreMissing(f"{e}: check --store (or $SHARDWISE_STORE); a command that writes, such as "
+                           "apply, creates it") from None
     return store, Registry(store, args.namespace)
 
 
@@ -162,7 +182,7 @@ def _failed(registry: Registry, names: list[tuple[type, str]]) -> list[str]:
 # -- commands ----------------------------------------------------------------------------
 def cmd_apply(args) -> int:
     resources = load_manifests(args.filename)
-    store, reg = _session(args)
+    store, reg = _session(args, create=True)
     for r in resources:  # every check before any write: nothing is half-applied
         if r.metadata.namespace == "default" and args.namespace != "default":
             r.metadata.namespace = args.namespace
@@ -210,7 +230,7 @@ def cmd_delete(args) -> int:
 
 
 def cmd_forget(args) -> int:
-    store, reg = _session(args)
+    store, reg = _session(args, create=True)
     for opt, value in (("--dataset", args.dataset), ("--name", args.name)):
         if value is not None and not dns_label_ok(value):
             raise InvalidInput(f"{opt}: {value!r} is not a DNS-1123 label (lowercase letters, digits, '-', at most 63)")
@@ -255,7 +275,7 @@ def cmd_relabel(args) -> int:
 
     if len(args.id) != len(args.label):
         raise InvalidInput(f"relabel: {len(args.id)} --id but {len(args.label)} --label; give one label per id")
-    store, reg = _session(args)
+    store, reg = _session(args, create=True)
     reg.require(Dataset, args.dataset)
     lock = ReconcilerLock(store.uri, args.namespace)
     if not lock.acquire():  # a revision must not be written under a running reconciler's feet
@@ -283,7 +303,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_reconcile(args) -> int:
-    store, _ = _session(args)
+    store, _ = _session(args, create=True)
     _reconcile(args, store)
     return 0
 

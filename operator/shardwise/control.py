@@ -212,8 +212,11 @@ class StoreControl:
         if waiting:
             phase = "Queued" if any(m.status is None or m.status.publishedVersion is None for m in models) \
                 else "Retraining"
-            new = _forget_status(fr, phase, "Progressing", "True", "Retraining",
-                                 f"waiting for {', '.join(waiting)} to retrain, publish and purge")
+            failed = [f"{m.name} failed: {m.status.condition('Failed').message}" for m in models
+                      if m.name in waiting and m.status and m.status.phase == "Failed" and m.status.condition("Failed")]
+            msg = f"waiting for {', '.join(waiting)} to retrain, publish and purge" + "".join(
+                f"; {f} (fix it, or delete the model: its checkpoints are then purged)" for f in failed)
+            new = _forget_status(fr, phase, "Progressing", "True", "Retraining", msg)
             if new.deadline:
                 new.timeLeft, risk = fbrain.deadline_state(new.deadline, now(), fr.spec.deadlineDays)
                 if risk:

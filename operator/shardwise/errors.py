@@ -27,7 +27,15 @@ class CorruptObject(ShardwiseError):
 
 
 class Superseded(ShardwiseError):
-    """A job's input changed under it (samples it would train on were forgotten): start it anew."""
+    """A job's input changed under it (samples it would train on were forgotten since its revision).
+
+    refs/compute: the checkpoints it made of the slices before the first changed one (still exact
+    for its revision), which the reconciler keeps and continues from."""
+
+    def __init__(self, message: str, refs: list | None = None, compute: float = 0.0):
+        super().__init__(message)
+        self.refs = refs or []
+        self.compute = compute
 
 
 class StoreUnavailable(ShardwiseError):

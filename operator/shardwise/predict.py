@@ -1,9 +1,10 @@
 """Predict with a model's published version (`shardwise predict MODEL FILE`).
 
 Features are matched by name, never by position: a CSV's header must name every feature of the
-model's Dataset (in any order); other columns are refused, but for the sample id and the
-Dataset's label and owner columns, which are ignored. A JSONL row gives either the `features`
-list (in the Dataset's order, as a JSONL Dataset holds them) or one key per feature name.
+model's Dataset (in any order); other columns are refused, but for the Dataset's id, label and
+owner columns, which are ignored (the id column, when there, names each output row). A JSONL row
+gives either the `features` list (in the Dataset's order, as a JSONL Dataset holds them) or one
+key per feature name, not both.
 Image Datasets name their pixels p0, p1, ... (channel, row, column order).
 """
 
@@ -33,27 +34,34 @@ def _names(names: list[str]) -> str:
 
 
 def read_features(path: Path, names: list[str], ignored: tuple[str, ...] = RESERVED,
-                  features_key: str = "features") -> tuple[list[str], np.ndarray]:
-    """(ids, float32 rows in the order of `names`) from a CSV or JSONL file; ids default to the row number."""
+                  features_key: str = "features", id_column: str = "id") -> tuple[list[str], np.ndarray]:
+    """(ids, float32 rows in the order of `names`) from a CSV or JSONL file.
+
+    ignored: columns (keys) that are not features and are skipped; id_column (one of them) gives
+    each row's id, which defaults to the row's line number after the header.
+    """
     if not path.exists():
         raise InvalidInput(f"{path}: no such file")
     ids: list[str] = []
     rows: list[list[float]] = []
+    lines: list[int] = []  # each row's line in the file, for messages
     with reading(str(path)):
         if path.suffix in (".jsonl", ".ndjson"):
-            _read_jsonl(path, names, ignored, features_key, ids, rows)
+            _read_jsonl(path, names, ignored, features_key, id_column, ids, rows, lines)
         else:
-            _read_csv(path, names, ignored, ids, rows)
+            _read_csv(path, names, ignored, id_column, ids, rows, lines)
     with np.errstate(over="ignore"):
         x = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(names))
     bad = np.argwhere(~np.isfinite(x))
     if bad.size:  # NaN, inf, or beyond float32: the model would answer NaN
         n, j = bad[0]
-        raise InvalidInput(f"{path} row {n + 1}, field {names[j]!r}: {rows[n][j]!r} is not a finite float32 number")
+        raise InvalidInput(f"{path} line {lines[n]}, field {names[j]!r}: {rows[n][j]!r} is not a finite float32 "
+                           "number")
     return ids, x
 
 
-def _read_csv(path: Path, names: list[str], ignored: tuple[str, ...], ids: list[str], rows: list[list[float]]):
+def _read_csv(path: Path, names: list[str], ignored: tuple[str, ...], id_column: str, ids: list[str],
+              rows: list[list[float]], lines: list[int]) -> None:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         try:
@@ -73,24 +81,28 @@ def _read_csv(path: Path, names: list[str], ignored: tuple[str, ...], ids: list[
                 raise InvalidInput(f"{path} line 1: feature column(s) {_names(missing)} are missing "
                                    f"(the model needs all {len(names)})")
             cols = [header.index(n) for n in names]
-            id_col = header.index("id") if "id" in header else None
+            id_col = header.index(id_column) if id_column in header else None
+            needed = sorted(cols + ([id_col] if id_col is not None else []))
             for n, row in enumerate(reader, 2):
                 if not any(c.strip() for c in row):
                     continue
+                if needed and len(row) <= needed[-1]:
+                    short = header[next(i for i in needed if i >= len(row))]
+                    raise InvalidInput(f"{path} line {n}, field {short!r}: missing (the row has {len(row)} of the "
+                                       f"header's {len(header)} fields)")
                 try:
                     rows.append([float(row[i]) for i in cols])
-                except (ValueError, IndexError):
-                    bad = next((names[k] for k, i in enumerate(cols) if i >= len(row) or not _num(row[i])), "?")
+                except ValueError:
+                    bad = next(names[k] for k, i in enumerate(cols) if not _num(row[i]))
                     raise InvalidInput(f"{path} line {n}, field {bad!r}: not a number") from None
-                if id_col is not None and id_col >= len(row):
-                    raise InvalidInput(f"{path} line {n}, field 'id': missing")
+                lines.append(n)
                 ids.append(row[id_col] if id_col is not None else str(n - 1))
         except csv.Error as e:
             raise InvalidInput(f"{path} line {reader.line_num}: malformed CSV: {e}") from None
 
 
-def _read_jsonl(path: Path, names: list[str], ignored: tuple[str, ...], features_key: str, ids: list[str],
-                rows: list[list[float]]) -> None:
+def _read_jsonl(path: Path, names: list[str], ignored: tuple[str, ...], features_key: str, id_column: str,
+                ids: list[str], rows: list[list[float]], lines: list[int]) -> None:
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -105,6 +117,10 @@ def _read_jsonl(path: Path, names: list[str], ignored: tuple[str, ...], features
         if unknown:
             raise InvalidInput(f"{where}: key(s) {_names(unknown)} are not features of the model's Dataset "
                                f"(its features: {_names(names)})")
+        named = [k for k in obj if k in names]
+        if features_key in obj and named:  # two answers for one feature: which would be meant?
+            raise InvalidInput(f"{where}: give {features_key!r} or the features by name, not both (it has "
+                               f"{features_key!r} and {_names(named)})")
         if features_key in obj:
             feats = obj[features_key]
             if not isinstance(feats, list) or len(feats) != len(names):
@@ -122,7 +138,8 @@ def _read_jsonl(path: Path, names: list[str], ignored: tuple[str, ...], features
         except (ValueError, TypeError):
             j = next(j for j, v in enumerate(values) if not _is_number(v))
             raise InvalidInput(f"{where}, field {names[j]!r}: {json.dumps(values[j])[:40]} is not a number") from None
-        sid = obj.get("id", n)
+        lines.append(n)
+        sid = obj.get(id_column, n)
         ids.append(str(sid) if not isinstance(sid, (dict, list)) else str(n))
 
 
@@ -170,8 +187,9 @@ def predict_file(store: Store, namespace: str, model: ShardedModel, path: Path) 
     if schema is None:
         raise NotFound(f"Dataset {model.spec.datasetRef} of ShardedModel {model.name} has no schema in the store")
     src = schema.source.get("source", {})
-    ignored = ("id", src.get("labelColumn", "label"), src.get("ownerColumn", "owner"))
-    ids, X = read_features(path, feature_names(schema), ignored, src.get("featuresColumn", "features"))
+    id_column = src.get("idColumn", "id")
+    ignored = (id_column, src.get("labelColumn", "label"), src.get("ownerColumn", "owner"))
+    ids, X = read_features(path, feature_names(schema), ignored, src.get("featuresColumn", "features"), id_column)
     shape = tuple(schema.sampleShape)
     probs = aggregate(predict_proba(store, model.spec, version.finals(), X.reshape((-1, *shape)),
                                     len(schema.classes)), model.spec.aggregation, version.voting())

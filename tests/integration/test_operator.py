@@ -319,7 +319,9 @@ async def test_a_model_cannot_use_a_dataset_of_another_namespace(cluster):
         await asyncio.sleep(0.1)
     # datasetRef is resolved in the model's own namespace only: tenant-a's digits is invisible
     assert st["phase"] == "Pending"
-    assert {c["type"]: c for c in st["conditions"]}["Ready"]["reason"] == "DatasetNotReady"
+    ready = {c["type"]: c for c in st["conditions"]}["Ready"]
+    assert ready["reason"] == "DatasetNotFound" and "Dataset 'digits' does not exist in namespace 'tenant-b'" in \
+        ready["message"]
     r = await cluster.kmock.get("/apis/batch/v1/namespaces/tenant-b/jobs")
     assert not (await r.json()).get("items")
 
@@ -359,3 +361,32 @@ async def test_an_experiment_that_trains_creates_its_owned_model_and_tests_it(cl
     cluster.stand_in = asyncio.create_task(cluster.run_jobs_forever())
     x = await cluster.wait_for("experiments", "xt", lambda s: s.get("phase") == "Succeeded")
     assert x["status"]["model"] == "xt" and x["status"]["modelVersion"] == 1 and x["status"]["accuracy"] > 0.5
+
+
+async def test_a_dataset_in_use_is_held_from_deletion_until_its_models_are_gone(cluster):
+    """kopf's finalizer on Datasets (kmock honours finalizers: a DELETE sets deletionTimestamp)."""
+    await cluster.apply(dataset())
+    await cluster.apply(model("m", shards=2, slices=1))
+    await cluster.wait_for("datasets", "digits", lambda s: s.get("phase") == "Ready")
+    await cluster.apply(model("orphan", dataset="nowhere", shards=2, slices=1))
+    st = (await cluster.wait_for("shardedmodels", "orphan",
+                                 lambda s: any(c.get("reason") == "DatasetNotFound" for c in s.get("conditions", []))))
+    assert "Dataset 'nowhere' does not exist in namespace 'tenant-a'" in str(st["status"]["conditions"])
+    for _ in range(100):  # kopf puts its finalizer on first sight
+        if (await cluster.get("datasets", "digits"))["metadata"].get("finalizers"):
+            break
+        await asyncio.sleep(0.1)
+    r = await cluster.kmock.delete(f"/apis/{G}/namespaces/{NS}/datasets/digits")
+    assert r.status in (200, 202)
+    held = await cluster.wait_for("datasets", "digits", lambda s: any(
+        c.get("type") == "Deleting" and c.get("reason") == "InUse" for c in s.get("conditions", []))
+        and True)
+    assert held["metadata"].get("deletionTimestamp") and "used by ShardedModel m" in str(held["status"])
+    await cluster.kmock.delete(f"/apis/{G}/namespaces/{NS}/shardedmodels/m")
+    await cluster.kmock.delete(f"/apis/{G}/namespaces/{NS}/shardedmodels/orphan")
+    for _ in range(300):  # released within the handler's retry delay once no model names it
+        r = await cluster.kmock.get(f"/apis/{G}/namespaces/{NS}/datasets/digits")
+        if r.status == 404:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the Dataset was never released")

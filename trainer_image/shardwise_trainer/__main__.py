@@ -65,10 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         store.put_json(status_key, {"state": "failed", "message": str(e), "corrupt": e.key})
         print(f"trainer: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    except Superseded as e:  # not a failure of the job's configuration, but not to be retried either
-        store.put_json(status_key, {"state": "failed", "message": f"superseded: {e}", "superseded": True})
+    except Superseded as e:  # not to be retried: the reconciler plans again at the newer revision
         print(f"trainer: superseded: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        if not e.refs:
+            store.put_json(status_key, {"state": "failed", "message": f"superseded: {e}", "superseded": True})
+            return EXIT_BAD_CONFIG
+        # the slices it could train are exact for its revision: a shorter chain, which the reconciler extends
+        store.put_json(status_key, {"state": "succeeded", "chain": request.get("keep", []) + [r.to_dict() for r in
+                                    e.refs], "computeSeconds": e.compute, "wallSeconds": time.time() - t0,
+                                    "message": f"superseded: {e}"})
+        return 0
     except (ValueError, ValidationError) as e:
         store.put_json(status_key, {"state": "failed", "message": f"bad configuration: {e}"})
         print(f"trainer: bad configuration: {e}", file=sys.stderr)

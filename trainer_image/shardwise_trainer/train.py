@@ -93,10 +93,16 @@ def train_shard(
     view: DatasetView = DatasetStore(store, layout).view(request["dataset"], rev)
     by_owner = spec.groupBy == "owner"
     seed = spec.training.seed
+    # Samples of this shard forgotten since `rev` are gone from the payload: revision `rev` can be read
+    # as it was only for the slices before the first of them. Train those, never a mix; the reconciler
+    # continues from there at the newer revision.
     lost = view.forgotten_since(rev, spec.shards, spec.slices, seed, by_owner)
-    if (lost.shard == shard).any():  # revision `rev` as it was cannot be read any more: never train a mix
-        raise Superseded(f"{int((lost.shard == shard).sum())} sample(s) of shard {shard} at dataset revision {rev} "
-                         f"were forgotten since (revision {view.current}); the reconciler starts the shard again")
+    lost_slices = lost.slice[lost.shard == shard]
+    stop = int(lost_slices.min()) if lost_slices.size else spec.slices
+    why = (f"{lost_slices.size} sample(s) of shard {shard} (first in slice {stop}) at dataset revision {rev} were "
+           f"forgotten since (revision {view.current})")
+    if stop <= start:
+        raise Superseded(f"{why}; nothing of this job can be trained at its revision")
     assignment = view.assignment(spec.shards, spec.slices, seed, by_owner)
     fps = slice_fingerprints(assignment, view.state, view.id_words)[shard]
     keep = [CheckpointRef.from_dict(d) for d in request.get("keep", [])]
@@ -116,7 +122,7 @@ def train_shard(
     lineage_rev = list(keep[-1].revisions) if keep else []
     refs: list[CheckpointRef] = []
     compute = 0.0
-    for s in range(start, spec.slices):
+    for s in range(start, stop):
         t0 = time.perf_counter()
         torch.manual_seed(derive_seed(spec.training.seed, shard, 0))
         net = build_net(spec.architecture.kind, spec.architecture.hiddenUnits, input_shape, classes).to(device)
@@ -163,6 +169,8 @@ def train_shard(
         refs.append(ref)
         progress(s, compute)
         fault_point("trainer.after-slice")
+    if stop < spec.slices:
+        raise Superseded(f"{why}; stopped after slice {stop - 1}", refs, compute)
     return refs, compute
 
 

@@ -65,6 +65,9 @@ class ModelObservation:
     spread: dict | None = None  # training samples per shard and the smallest/largest slice (Assignment.spread)
 
 
+MIN_PER_SLICE = 10  # below this many training samples a slice on average, a spec is warned about
+
+
 def placement_warning(spread: dict, shards: int, slices: int) -> str | None:
     """Why a spec leaves shards or slices (nearly) empty on this Dataset, or None.
 
@@ -76,8 +79,8 @@ def placement_warning(spread: dict, shards: int, slices: int) -> str | None:
     if spread["emptyShards"]:
         problems.append(f"shard(s) {', '.join(map(str, spread['emptyShards'][:10]))} have no training sample "
                         "and do not vote")
-    per_slice = total / (shards * slices) if shards * slices else 0
-    if per_slice < 8:
+    per_slice = total / (shards * slices)
+    if per_slice < MIN_PER_SLICE or spread["sliceMin"] == 0:
         problems.append(f"{total} training sample(s) over {shards} x {slices} slices is {per_slice:.1f} per slice "
                         f"(smallest slice {spread['sliceMin']}, largest {spread['sliceMax']}); "
                         "use fewer shards or slices")

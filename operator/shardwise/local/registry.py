@@ -116,10 +116,23 @@ class Registry:
             self.store.delete(self.layout.dataset_trained(m.spec.datasetRef, m.name, uid))
 
 
+# kubectl-style abbreviations the CLI takes besides the CRDs' shortNames (swm, swds, swfr, swx).
+# Kept out of the CRDs on purpose: in a cluster a short name is resolved across every API group,
+# so `ds` would clash with DaemonSet's (and the 2-3 letter ones with whatever else a cluster
+# installs); the local CLI has only these four kinds, so there they are unambiguous.
+CLI_SHORT_NAMES = {"ShardedModel": ("sm",), "Dataset": ("ds",), "ForgetRequest": ("fr",), "Experiment": ("exp",)}
+
+
+def kind_names(cls: type[Resource]) -> list[str]:
+    """Every word the CLI takes for a kind (any case): plural, singular, the CRD's short names, the CLI's own."""
+    return [cls.PLURAL, cls.KIND.lower(), *cls.SHORT_NAMES, *CLI_SHORT_NAMES.get(cls.KIND, ())]
+
+
 def kind_of(word: str) -> type[Resource]:
-    """'shardedmodels', 'shardedmodel', 'swm', 'ShardedModel' -> the class."""
+    """'shardedmodels', 'shardedmodel', 'swm', 'sm', 'ShardedModel' -> the class."""
     w = word.lower()
     for cls in KINDS.values():
-        if w in (cls.KIND.lower(), cls.PLURAL, cls.PLURAL.rstrip("s"), *cls.SHORT_NAMES):
+        if w in kind_names(cls):
             return cls
-    raise InvalidInput(f"unknown kind {word!r}: use one of {', '.join(c.PLURAL for c in KINDS.values())}")
+    raise InvalidInput(f"unknown kind {word!r}: use one of {', '.join(c.PLURAL for c in KINDS.values())} "
+                       "(or a short name: see `shardwise get --help`)")

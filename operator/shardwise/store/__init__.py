@@ -9,10 +9,10 @@ from urllib.parse import urlparse
 
 from shardwise.errors import StoreUnavailable
 from shardwise.store.base import Store
-from shardwise.store.local import LocalStore
+from shardwise.store.local import LocalStore, StoreMissing
 from shardwise.store.s3 import S3Store
 
-__all__ = ["Store", "LocalStore", "S3Store", "open_store"]
+__all__ = ["Store", "LocalStore", "S3Store", "StoreMissing", "open_store"]
 
 
 def _env(*names: str) -> str:
@@ -36,11 +36,15 @@ def _http_client():
     )
 
 
-def open_store(uri: str | Path) -> Store:
-    """A folder path or file:// URI, or s3://bucket/prefix (endpoint and credentials from env)."""
+def open_store(uri: str | Path, *, create: bool = True) -> Store:
+    """A folder path or file:// URI, or s3://bucket/prefix (endpoint and credentials from env).
+
+    create: make the folder or bucket when it is missing (what a writer wants); False raises
+    StoreMissing instead, so that a command that only reads leaves no store behind a typo.
+    """
     text = str(uri)
     if not text.startswith("s3://"):
-        return LocalStore(text[len("file://"):] if text.startswith("file://") else text)
+        return LocalStore(text[len("file://"):] if text.startswith("file://") else text, create=create)
     from minio import Minio
 
     u = urlparse(text)
@@ -60,5 +64,10 @@ def open_store(uri: str | Path) -> Store:
         http_client=_http_client(),
     )
     store = S3Store(client, u.netloc, u.path, attempts=int(os.environ.get("SHARDWISE_S3_ATTEMPTS", "8")))
-    store.ensure_bucket()
+    if create:
+        store.ensure_bucket()
+        return store
+    if not store._call("bucket check", lambda: client.bucket_exists(u.netloc)):
+        raise StoreMissing(f"S3 bucket {u.netloc!r} at {store.endpoint} does not exist")
+    store.check_bucket()  # what ensure_bucket checks after the create
     return store

@@ -44,13 +44,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+class StoreMissing(StoreUnavailable):
+    """The store (a folder, an S3 bucket) does not exist, and the caller asked not to create it."""
+
+
 class LocalStore(Store):
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, create: bool = True):
+        """create=False: a missing folder is StoreMissing (naming it as given), not made: a
+        command that only reads must not leave an empty store behind a mistyped path."""
         self.root = Path(root).absolute()
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreUnavailable(f"store folder {self.root} cannot be created: {e.strerror}") from None
+        if not create and not self.root.is_dir():
+            raise StoreMissing(f"store folder {root} {'is not a folder' if self.root.exists() else 'does not exist'}")
+        if create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreUnavailable(f"store folder {self.root} cannot be created: {e.strerror}") from None
         self.uri = f"file://{self.root}"
 
     def _path(self, key: str) -> Path:
