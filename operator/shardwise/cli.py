@@ -192,6 +192,11 @@ def cmd_apply(args) -> int:
     if args.no_wait:
         return 0
     _reconcile(args, store)
+    for r in resources:  # a spec that leaves shards or slices (nearly) empty: said, not refused
+        cur = reg.get(type(r), r.name)
+        sparse = cur.status.condition("PlacementSparse") if cur is not None and cur.status is not None else None
+        if sparse is not None and sparse.status == "True":
+            print(f"warning: {r.kind} {r.name}: {sparse.message}", file=sys.stderr)
     problems = _failed(reg, [(type(r), r.name) for r in resources])
     for p in problems:
         print(f"error: {p}", file=sys.stderr)

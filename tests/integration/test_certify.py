@@ -208,3 +208,12 @@ def test_an_emptied_shard_stops_voting_and_a_model_with_no_training_sample_fails
     fr = reg.require(ForgetRequest, "all")
     assert fr.status.phase == "Complete" and fr.status.certificate["models"][0]["deleted"]
     assert scan_for_forgotten(store, NS, []).clean
+
+
+def test_long_jobs_print_a_progress_line_per_slice(world):
+    store, reg, runner, logs = world
+    reg.apply(dataset())
+    reg.apply(model("m", shards=1, slices=3, epochs=150))  # about a second a slice
+    runner.run(timeout=300)
+    lines = [m for m in logs if m.startswith("shardedmodel/m: shard 0 slice ")]
+    assert lines and all("trained (" in m and "/3, job m-s0-r1-f0)" in m for m in lines), logs

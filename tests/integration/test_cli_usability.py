@@ -203,3 +203,20 @@ def test_predict_matches_csv_columns_by_name(tmp_path):
     p = cli("predict", "tiny", str(unrelated), ok=False)
     assert p.returncode == 1 and not p.stdout and "Traceback" not in p.stderr
     assert f"{unrelated} line 1" in p.stderr and "'pixel_0'" in p.stderr and "not features" in p.stderr
+
+
+@pytest.mark.slow
+def test_apply_warns_when_a_spec_leaves_shards_or_slices_nearly_empty(tmp_path):
+    cli = Cli(tmp_path)
+    src = tmp_path / "six.csv"
+    src.write_text("id,label,a\n" + "".join(f"r{i},{i % 2},{i}\n" for i in range(6)))
+    ds = {"apiVersion": "shardwise.io/v1alpha1", "kind": "Dataset", "metadata": {"name": "six"},
+          "spec": {"source": {"uri": str(src)}, "testFraction": 0.0}}
+    m = {"apiVersion": "shardwise.io/v1alpha1", "kind": "ShardedModel", "metadata": {"name": "wide"},
+         "spec": {"datasetRef": "six", "shards": 8, "slices": 2, "training": {"epochsPerSlice": 1}}}
+    out = cli("apply", "-f", str(cli.write("six.yaml", ds, m)))
+    assert "warning: ShardedModel wide: shard(s) " in out.stderr and "have no training sample" in out.stderr
+    assert "6 training sample(s) over 8 x 2 slices" in out.stderr
+    desc = yaml.safe_load(cli("describe", "sm", "wide").stdout)
+    placement = desc["status"]["placement"]
+    assert sum(placement["shardSamples"]) == 6 and len(placement["emptyShards"]) >= 2

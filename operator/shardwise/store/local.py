@@ -45,7 +45,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class StoreMissing(StoreUnavailable):
-    """The store (a folder, an S3 bucket) does not exist, and the caller asked not to create it."""
+    """The store (a folder, an S3 bucket) does not exist, and the caller asked not to create it.
+
+    Defined here for both kinds of store (shardwise.store, which opens S3 stores, imports this module)."""
 
 
 class LocalStore(Store):
