@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import NS, World, accuracy, dataset, retrain_for, run_alone, spec, train_all  # noqa: E402
+from benchmarks.harness import (NS, World, accuracy, branch, dataset, retrain_for, run_alone, spec,  # noqa: E402
+                                train_all)
 from benchmarks.label_issues import flip_labels  # noqa: E402
-from shardwise.brain.revision import RevisionState  # noqa: E402
 from shardwise.diagnosis.label_issues import find_label_issues  # noqa: E402
 
 S, R, EPOCHS, BATCH, HIDDEN = 5, 2, 16, 32, 64  # the model of examples/annotation
@@ -52,7 +52,7 @@ def run(quick: bool, log: Callable[[str], None] = lambda m: print(m, file=sys.st
             ds = DatasetStore(world.store, Layout(NS))
             clean = ds.view("d")
             labels, flipped = flip_labels(clean.state.labels, clean.train, len(clean.table.class_names), noise, seed)
-            noisy = RevisionState(2, labels, clean.state.tombstoned_at)
+            noisy = world.base().relabel(flipped, labels[flipped])  # revision 2
             world.write_state(noisy)
             clean_chains, _ = train_all(world, sp, "clean", revision=1)
             clean_acc = accuracy(world, sp, clean_chains, revision=1)
@@ -71,8 +71,7 @@ def run(quick: bool, log: Callable[[str], None] = lambda m: print(m, file=sys.st
                       suggested[: round(sh * len(flipped))]) for sh in SHARES]
             plans.append(("oracle: every flipped label", flipped, clean.state.labels[flipped]))
             for rev, (name, idx, new) in enumerate(plans, start=3):
-                state = RevisionState(rev, noisy.labels.copy(), noisy.tombstoned_at)
-                state.labels[idx] = new
+                state = branch(noisy, rev).relabel(idx, new)  # each plan from the noisy baseline
                 world.write_state(state)
                 fixed, secs, touched = retrain_for(world, sp, "m", chains, state)
                 acc = accuracy(world, sp, fixed, revision=rev)

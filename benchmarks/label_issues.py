@@ -26,7 +26,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import NS, World, dataset, run_alone, spec, train_all  # noqa: E402
-from shardwise.brain.revision import RevisionState  # noqa: E402
 from shardwise.diagnosis.label_issues import (LabelIssues, cleanlab_issues, cleanlab_quality_ranking,  # noqa: E402
                                               confident_joint_issues, find_label_issues, precision_at,
                                               recall_at)
@@ -69,7 +68,7 @@ def run(quick: bool, log: Callable[[str], None] = lambda m: print(m, file=sys.st
             ds = DatasetStore(world.store, Layout(NS))
             v = ds.view("d")
             labels, flipped = flip_labels(v.state.labels, v.train, len(v.table.class_names), FLIP, seed)
-            world.write_state(RevisionState(2, labels, v.state.tombstoned_at))
+            world.write_state(world.base().relabel(flipped, labels[flipped]))  # revision 2
             sp = spec(S, R, EPOCHS, BATCH)
             chains, secs = train_all(world, sp, f"m{S}x{R}", revision=2)
             view = ds.view("d", 2)
