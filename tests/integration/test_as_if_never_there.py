@@ -225,3 +225,14 @@ def test_any_forget_set_equals_training_without_those_rows(rows, tmp_path_factor
         tb = torch.load(io.BytesIO(fresh.get_verified(ref[k][-1].key)), weights_only=True)["model"]
         assert all(torch.equal(ta[n], tb[n]) for n in ta), f"shard {k} differs after forgetting rows {rows}"
     assert DatasetStore(store, Layout(NS)).view("d").table.class_names == ("a", "b", "c")  # classes stay
+
+
+def test_the_demo_proves_the_same_equality(capsys):
+    from shardwise.cli import main
+
+    assert main(["--parallel", "2", "demo", "--json", "--shards", "3", "--slices", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["exact"] is True and summary["samples_forgotten"] == 20
+    assert summary["exact_detail"]["shards_equal_training_on_source_without_rows"] == [True] * 3
+    assert "fresh store" in summary["exact_reference"] and "without the rows" in summary["exact_reference"]
+    assert len(summary["retrained_shards"]) == 1  # one owner: one shard

@@ -217,3 +217,31 @@ def test_long_jobs_print_a_progress_line_per_slice(world):
     runner.run(timeout=300)
     lines = [m for m in logs if m.startswith("shardedmodel/m: shard 0 slice ")]
     assert lines and all("trained (" in m and "/3, job m-s0-r1-f0)" in m for m in lines), logs
+
+
+def test_a_dataset_made_again_from_a_source_that_still_holds_forgotten_rows_leaves_them_out(world, tmp_path):
+    store, reg, runner, _ = world
+    src = tmp_path / "v1.csv"
+    rows = "".join(f"r{i},{i % 2},{'carol' if i < 5 else ''},{i}\n" for i in range(40))
+    src.write_text("id,label,owner,a\n" + rows)
+    doc = {"kind": "Dataset", "metadata": {"name": "d"}, "spec": {"source": {"uri": str(src)}}}
+    reg.apply(Dataset.model_validate(doc))
+    runner.run(timeout=60)
+    reg.apply(forget("f-owner", dataset="d", owner="carol"))
+    reg.apply(forget("f-id", dataset="d", ids=["r20"]))
+    runner.run(timeout=60)
+    assert {reg.require(ForgetRequest, n).status.phase for n in ("f-owner", "f-id")} == {"Complete"}
+    reg.delete(Dataset, "d")  # nothing uses it; its stored data (and tombstones) stay
+    v2 = tmp_path / "v2.csv"  # the next export still holds them, and carol has a new row
+    v2.write_text("id,label,owner,a\n" + rows + "r40,0,carol,1\nr41,1,,2\n")
+    reg.apply(Dataset.model_validate({**doc, "spec": {"source": {"uri": str(v2)}}}))
+    runner.run(timeout=60)
+    ds = reg.require(Dataset, "d")
+    assert ds.status.phase == "Ready" and ds.status.skippedForgotten == 7  # r0..r4, r20, and carol's r40
+    ids = set(runner.view("d").table.ids.tolist())
+    assert ids == {f"r{i}" for i in range(5, 42) if i not in (20, 40)}
+    # a request for them again finds them forgotten, not unknown
+    reg.apply(forget("again", dataset="d", owner="carol"))
+    runner.run(timeout=60)
+    again = reg.require(ForgetRequest, "again").status
+    assert again.phase == "Complete" and again.samples == 0 and again.alreadyForgotten == 5
