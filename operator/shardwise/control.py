@@ -552,12 +552,12 @@ class StoreControl:
             pub = int(self.store.get_json(L.current(model, uid))["version"])
         except NotFound:
             pub = None
-        pubdoc = self._purge_model(model, uid, spec, revision, None, set())
+        self._purge_model(model, uid, spec, revision, None, set())
         if pub is not None and not self.store.exists(L.version(model, uid, pub)):
             self.store.delete(L.current(model, uid))  # it pointed at a version that held the samples
-            pub, pubdoc = None, {}
+            pub = None
         self.store.delete_prefix(f"{L.model(model, uid)}/jobs/")
-        self._finish_purge_record(model, uid, revision, pub, {})
+        self._finish_purge_record(model, uid, revision, pub, {})  # no retrain: nothing trains a deleted model
 
     # -- experiments -----------------------------------------------------------------------
     def redact_experiments(self, dataset: str) -> int:

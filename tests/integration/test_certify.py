@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 
 from shardwise.api import Dataset, ForgetRequest, ShardedModel
-from shardwise.brain.purge import held_tombstones
-from shardwise.brain.lineage import CheckpointRef
 from shardwise.errors import InvalidInput
 from shardwise.local.registry import Registry
 from shardwise.local.runner import LocalRunner
