@@ -249,3 +249,28 @@ def test_a_forget_removes_rows_and_every_trace_of_their_labels_and_reads_old_rev
     assert not any(9 == x for x in after.undo_old.tolist() + after.labels.tolist())  # its relabel left nothing
     arrays = after.to_arrays()
     assert DatasetState.from_arrays(arrays).at(2).labels.tolist() == [0, 2, 8]
+
+
+def test_fingerprints_depend_on_the_samples_not_their_rows():
+    a, s1 = world()
+    fps = slice_fingerprints(a, s1)
+    perm = np.random.default_rng(1).permutation(N)
+    from shardwise.brain.assignment import Assignment
+    from shardwise.brain.revision import RevisionState
+
+    a2 = Assignment(S, R, a.shard[perm], a.slice[perm])
+    s2 = RevisionState(1, s1.labels[perm], s1.tombstoned_at[perm])
+    assert lineage.slice_fingerprints(a2, s2, WORDS[perm]) == fps
+    # two samples of one slice sharing a word (a collision never seen in practice) still fingerprint the same
+    # whatever their row order: the labels decide their order
+    words = WORDS.copy()
+    i, j = np.flatnonzero((a.shard == 0) & (a.slice == 0))[:2]
+    words[j] = words[i]
+    labels = s1.labels.copy()
+    labels[i], labels[j] = 1, 2
+    st = RevisionState(1, labels, s1.tombstoned_at)
+    swap = np.arange(N)
+    swap[[i, j]] = swap[[j, i]]
+    assert lineage.slice_fingerprints(a, st, words) == lineage.slice_fingerprints(
+        Assignment(S, R, a.shard[swap], a.slice[swap]), RevisionState(1, labels[swap], s1.tombstoned_at[swap]),
+        words[swap])
