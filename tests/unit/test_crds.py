@@ -8,6 +8,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
+from shardwise.api.experiment import ExperimentSpec
+from shardwise.api.forget import ForgetRequestSpec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -184,7 +187,7 @@ def test_known_differences_between_the_crd_and_pydantic():
     # no additionalProperties: false), so a typo is dropped on write instead of refused.
     assert crd_accepts({"datasetRef": "digits", "shardz": 3}) and not pydantic_accepts({"datasetRef": "digits",
                                                                                          "shardz": 3})
-    # Cross-field rules live in pydantic model validators; the CRD checks each field on its own.
+    # Cross-field rules are CEL in the CRD (x-kubernetes-validations, tested below), which JSON schema ignores.
     assert crd_accepts({"source": {}}, DATASET_SPEC) and not pydantic_accepts({"source": {}}, DatasetSpec)
     assert crd_accepts({"datasetRef": "d", "architecture": {"hiddenUnits": [0]}})
     assert not pydantic_accepts({"datasetRef": "d", "architecture": {"hiddenUnits": [0]}})
@@ -246,6 +249,47 @@ def test_cel_rules_make_the_trained_shape_immutable():
     assert _allowed("ForgetRequest", fr, {**fr, "deadlineDays": 60}) == ["spec.deadlineDays is immutable"]
     ds = {"source": {"builtin": "digits"}, "testFraction": 0.2, "seed": 0}
     assert _allowed("Dataset", ds, {**ds, "testFraction": 0.3}) == ["spec.testFraction is immutable"]
+
+
+def _cross_field(kind: str, spec: dict) -> list[str]:
+    """Messages of the CRD's cross-field CEL rules (those without oldSelf) that refuse `spec`, nested ones too."""
+    cel = pytest.importorskip("cel", reason="common-expression-language is in the test extra")
+    root = crd_for(KINDS[kind])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    out, todo = [], [(root, spec)]
+    while todo:
+        node, value = todo.pop()
+        for r in node.get("x-kubernetes-validations", []):
+            if "oldSelf" not in r["rule"] and not cel.evaluate(r["rule"], {"self": value}):
+                out.append(r["message"])
+        for name, sub in node.get("properties", {}).items():
+            if isinstance(value, dict) and isinstance(value.get(name), dict):
+                todo.append((sub, value[name]))
+    return out
+
+
+@pytest.mark.parametrize("kind,model,spec", [
+    ("Dataset", DatasetSpec, {"source": {"builtin": "digits"}}),
+    ("Dataset", DatasetSpec, {"source": {"uri": "s3://b/k.csv"}}),
+    ("Dataset", DatasetSpec, {"source": {}}),
+    ("Dataset", DatasetSpec, {"source": {"builtin": "digits", "uri": "s3://b/k.csv"}}),
+    ("ForgetRequest", ForgetRequestSpec, {"datasetRef": "d", "ownerKey": "p"}),
+    ("ForgetRequest", ForgetRequestSpec, {"datasetRef": "d", "sampleIds": ["a"]}),
+    ("ForgetRequest", ForgetRequestSpec, {"datasetRef": "d", "sampleIds": [], "ownerKey": "p"}),
+    ("ForgetRequest", ForgetRequestSpec, {"datasetRef": "d", "sampleIds": ["a"], "ownerKey": "p"}),
+    ("ForgetRequest", ForgetRequestSpec, {"datasetRef": "d"}),
+    ("ForgetRequest", ForgetRequestSpec, {"datasetRef": "d", "sampleIds": []}),
+    ("Experiment", ExperimentSpec, {"datasetRef": "d", "modelRef": "m"}),
+    ("Experiment", ExperimentSpec, {"datasetRef": "d", "train": {"shards": 2}}),
+    ("Experiment", ExperimentSpec, {"datasetRef": "d"}),
+    ("Experiment", ExperimentSpec, {"datasetRef": "d", "modelRef": "m", "train": {}}),
+])
+def test_cross_field_cel_rules_agree_with_pydantic_and_say_the_same(kind, model, spec):
+    refused = _cross_field(kind, spec)
+    try:
+        model.model_validate(spec)
+        assert refused == []
+    except ValidationError as e:
+        assert len(refused) == 1 and refused[0] in str(e)
 
 
 def test_cel_rule_makes_an_experiments_training_spec_immutable():

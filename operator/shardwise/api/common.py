@@ -125,5 +125,11 @@ class Resource(Lenient, Generic[SpecT, StatusT]):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+def cel_rules(*rules: tuple[str, str]) -> ConfigDict:
+    """A model's cross-field rules as CEL for its CRD schema (x-kubernetes-validations): the API server
+    refuses what the model's own validator refuses, with the same message. Pass as `model_config`."""
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]})
+
+
 def dns_label_ok(s: str) -> bool:
     return len(s) <= 63 and re.match(DNS1123_LABEL, s) is not None

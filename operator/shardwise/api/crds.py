@@ -38,6 +38,7 @@ KEEP = {
     "type", "description", "default", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum",
     "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "maxProperties", "format", "nullable", "items", "properties",
     "required", "additionalProperties", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations",
+    "x-kubernetes-list-type",
 }
 
 # Immutability, enforced by the API server (CEL transition rules on the spec object).
@@ -114,8 +115,8 @@ def openapi_schema(cls: type[Resource]) -> dict[str, Any]:
     spec_cls = cls.model_fields["spec"].annotation
     status_cls = [a for a in cls.model_fields["status"].annotation.__args__ if a is not type(None)][0]
     spec = schema_of(spec_cls)
-    if cls.KIND in CEL_RULES:
-        spec["x-kubernetes-validations"] = CEL_RULES[cls.KIND]
+    if cls.KIND in CEL_RULES:  # the spec's own cross-field rules (cel_rules) first, then immutability
+        spec["x-kubernetes-validations"] = spec.get("x-kubernetes-validations", []) + CEL_RULES[cls.KIND]
     status = schema_of(status_cls)
     status["x-kubernetes-preserve-unknown-fields"] = True  # statuses tolerate fields written by newer operators
     return {

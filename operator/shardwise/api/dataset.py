@@ -6,11 +6,16 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from shardwise.api.common import Resource, StatusBase, Strict
+from shardwise.api.common import Resource, StatusBase, Strict, cel_rules
+
+
+ONE_SOURCE = "set exactly one of source.builtin or source.uri"
 
 
 class DatasetSource(Strict):
     """Where the samples come from: exactly one of builtin or uri."""
+
+    model_config = cel_rules(("has(self.builtin) != has(self.uri)", ONE_SOURCE))
 
     builtin: Literal["digits"] | None = Field(
         None, description="A dataset shipped with a Python package: 'digits' (scikit-learn, 1,797 8x8 images)."
@@ -46,7 +51,7 @@ class DatasetSource(Strict):
     @model_validator(mode="after")
     def _exactly_one(self) -> "DatasetSource":
         if (self.builtin is None) == (self.uri is None):
-            raise ValueError("set exactly one of source.builtin or source.uri")
+            raise ValueError(ONE_SOURCE)
         return self
 
 
@@ -59,7 +64,7 @@ class DatasetSpec(Strict):
         "Seed of the train/test split and of the samples' placement words (a keyed hash of each sample's "
         "own id and owner key). Immutable."))
     classes: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
-        None, min_length=1, max_length=10_000, description=(
+        None, min_length=1, max_length=10_000, json_schema_extra={"x-kubernetes-list-type": "set"}, description=(
             "The class labels, in the order of the models' outputs. Left out: the distinct labels of the first "
             "ingest, recorded then and kept for the life of the Dataset (a forget that removes the last sample "
             "of a class keeps the class). Immutable."))

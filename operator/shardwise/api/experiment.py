@@ -11,14 +11,19 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from shardwise.api.common import Name, Resource, StatusBase, Strict
+from shardwise.api.common import Name, Resource, StatusBase, Strict, cel_rules
 from shardwise.api.model import ModelSettings
 
 
 EXPERIMENT_LABEL = "shardwise.io/experiment"  # on the ShardedModel an Experiment trains
 
 
+ONE_MODEL = "spec.modelRef, spec.train: give exactly one (a model to test, or one to train)"
+
+
 class ExperimentSpec(Strict):
+    model_config = cel_rules(("has(self.modelRef) != has(self.train)", ONE_MODEL))
+
     modelRef: Name | None = Field(None, description="ShardedModel in the same namespace to test (or give `train`).")
     train: ModelSettings | None = Field(
         None, description="Train a new ShardedModel for this Experiment instead of naming one: the settings of its "
@@ -35,7 +40,7 @@ class ExperimentSpec(Strict):
     @model_validator(mode="after")
     def _one_model(self) -> "ExperimentSpec":
         if (self.modelRef is None) == (self.train is None):
-            raise ValueError("spec.modelRef, spec.train: give exactly one (a model to test, or one to train)")
+            raise ValueError(ONE_MODEL)
         return self
 
     def model_name(self, experiment: str) -> str:

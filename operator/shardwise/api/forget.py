@@ -6,10 +6,16 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from shardwise.api.common import Name, Resource, StatusBase, Strict
+from shardwise.api.common import Name, Resource, StatusBase, Strict, cel_rules
+
+
+ONE_SELECTOR = "set exactly one of spec.sampleIds or spec.ownerKey"
 
 
 class ForgetRequestSpec(Strict):
+    model_config = cel_rules(("has(self.ownerKey) != (has(self.sampleIds) && size(self.sampleIds) > 0)",
+                              ONE_SELECTOR))
+
     datasetRef: Name = Field(description="The Dataset (same namespace) to forget samples from.")
     sampleIds: list[str] = Field(
         default_factory=list, max_length=100_000, description="Sample ids to forget (set this or ownerKey).",
@@ -25,7 +31,7 @@ class ForgetRequestSpec(Strict):
     @model_validator(mode="after")
     def _one_selector(self) -> "ForgetRequestSpec":
         if bool(self.sampleIds) == (self.ownerKey is not None):
-            raise ValueError("set exactly one of spec.sampleIds or spec.ownerKey")
+            raise ValueError(ONE_SELECTOR)
         if any(not 1 <= len(i) <= 256 for i in self.sampleIds):
             raise ValueError("spec.sampleIds: every id must be 1 to 256 characters")
         # No stored id or owner holds NUL (sources refuse it), and numpy string arrays drop trailing NULs,
