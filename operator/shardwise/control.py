@@ -74,9 +74,12 @@ class StoreControl:
             del self._views[next(iter(self._views))]
         return view
 
-    def reconcile_dataset(self, ds: Dataset) -> DatasetStatus:
+    def reconcile_dataset(self, ds: Dataset, source_opener: Callable[[str], Store] | None = None) -> DatasetStatus:
         """Ingest on first sight (again after a failure: the source may be readable now, and again when a
-        re-created Dataset names another source); the status of the current revision."""
+        re-created Dataset names another source); the status of the current revision.
+
+        source_opener: "s3://bucket" -> a Store with the credentials to read the source with (the
+        tenant's, in a cluster); None reads with this process's environment."""
         from shardwise.data.sources import load_source
 
         st = (ds.status or DatasetStatus()).model_copy(deep=True)
@@ -86,7 +89,7 @@ class StoreControl:
         if not stored or (schema is not None and schema.source != ds.spec.model_dump(mode="json")):
             try:
                 classes = ds.spec.classes or (schema.classes if schema is not None else None)
-                table = load_source(ds.spec.source, classes=classes)
+                table = load_source(ds.spec.source, classes=classes, store_opener=source_opener)
                 what = "re-ingesting" if stored else "ingesting"
                 self.log(f"dataset/{ds.name}: {what} {ds.spec.source.builtin or ds.spec.source.uri}")
                 _, skipped = self.datasets.ingest(ds.name, ds.spec, table,

@@ -38,7 +38,7 @@ import numpy as np
 
 from shardwise.api.dataset import DatasetSource
 from shardwise.data.table import SampleTable
-from shardwise.errors import InvalidInput, NotFound
+from shardwise.errors import InvalidInput, NotFound, StoreUnavailable
 from shardwise.store.base import Store, check_key
 
 __all__ = ["load_source", "MAX_ROWS", "MAX_FEATURES"]
@@ -195,12 +195,21 @@ class _Stored:
                 raise InvalidInput(f"{self.name}: the object key is longer than {MAX_KEY_BYTES} bytes")
         if self.key == "" or self.key.endswith("/"):
             return "folder"
-        if self.store.exists(self.key):
-            return "file"
-        if self.store.list(self.key + "/"):
-            self.key += "/"
-            return "folder"
+        with self._named():
+            if self.store.exists(self.key):
+                return "file"
+            if self.store.list(self.key + "/"):
+                self.key += "/"
+                return "folder"
         return None
+
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """A store that refuses (credentials that do not reach the bucket) or is down: say which source."""
+        try:
+            yield
+        except StoreUnavailable as e:
+            raise StoreUnavailable(f"source uri {self.name!r}: {e}") from None
 
     def read(self) -> bytes:
         if self.key == "" or self.key.endswith("/"):
@@ -210,7 +219,8 @@ class _Stored:
         except InvalidInput:
             raise InvalidInput(f"{self.name}: {self.key!r} is not a valid object key") from None
         try:
-            return self.store.get_bytes(self.key)
+            with self._named():
+                return self.store.get_bytes(self.key)
         except NotFound:
             raise NotFound(f"{self.name}: no such object") from None
 

@@ -47,13 +47,26 @@ class Body:
         """The tenant's store: its own prefix, with credentials from its own Secret."""
         if self.settings.dev_store:
             return open_store(self.settings.dev_store)
-        creds = await self.kube.secret(ns, self.settings.s3_secret)
-        endpoint = self.settings.s3_endpoint
-        client = Minio(endpoint.split("://", 1)[-1], creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"],
-                       secure=endpoint.startswith("https://"))
-        store = S3Store(client, self.settings.bucket, self.settings.prefix)
+        store = S3Store(await self._tenant_client(ns), self.settings.bucket, self.settings.prefix)
         await asyncio.to_thread(store.ensure_bucket)
         return store
+
+    async def _tenant_client(self, ns: str) -> Minio:
+        creds = await self.kube.secret(ns, self.settings.s3_secret)
+        endpoint = self.settings.s3_endpoint
+        return Minio(endpoint.split("://", 1)[-1], creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"],
+                     secure=endpoint.startswith("https://"))
+
+    async def source_opener(self, ns: str) -> Callable[[str], Store] | None:
+        """How a Dataset's s3:// source is read: with the tenant's own credentials (its Secret), never the
+        operator's, so a tenant reads only what its keys reach. None in dev mode (the process env)."""
+        if self.settings.dev_store:
+            return None
+        client = await self._tenant_client(ns)
+
+        def open_source(uri: str) -> Store:  # "s3://bucket": read only, so the bucket is never created
+            return S3Store(client, uri[len("s3://"):].split("/", 1)[0], "", attempts=3)
+        return open_source
 
     def trainer(self, ns: str) -> TrainerSettings:
         s = self.settings
@@ -106,7 +119,8 @@ class Body:
                 await self._put_status(ds, _failed(ds, "spec.source.uri: in a cluster a Dataset is read from "
                                                        "s3:// only (the operator never reads its own files)"))
                 continue
-            if await self._put_status(ds, await asyncio.to_thread(control.reconcile_dataset, ds)):
+            opener = await self.source_opener(ns) if ds.spec.source.uri else None
+            if await self._put_status(ds, await asyncio.to_thread(control.reconcile_dataset, ds, opener)):
                 changed = True
                 kopf.info(doc, reason=ds.status.phase, message=ds.status.message or f"revision {ds.status.revision}")
         frs = [fr for fr in [await self._parse(ForgetRequest, d) for d in docs["forgetrequests"]] if fr]
