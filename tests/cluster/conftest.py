@@ -1,4 +1,4 @@
-"""One real control plane per test session (see controlplane.py); each test its own namespace."""
+"""One real control plane for the tests/cluster package (see controlplane.py); each test its own namespace."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.cluster.kube import Kube
 CHART_CRDS = REPO / "charts" / "shardwise" / "crds"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped when tests/cluster is done: the rest of a run needs no cluster
 def control_plane(tmp_path_factory) -> Iterator[ControlPlane]:
     work = tmp_path_factory.mktemp("control-plane")
     assets = find_assets(work)
@@ -31,7 +31,7 @@ def control_plane(tmp_path_factory) -> Iterator[ControlPlane]:
         cp.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube(control_plane) -> Kube:
     """The admin's client, with the CRDs installed as the chart ships them."""
     k = Kube(control_plane.url, control_plane.token)
