@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from shardwise.api import ShardedModel
+from shardwise.cli import main
 from shardwise.purge_scan import scan_for_forgotten
 from shardwise.store.s3 import S3Store
 from tests.cluster.controlplane import REPO, kubeconfig
@@ -110,7 +111,8 @@ def jobs(kube: Kube, ns: str) -> dict[str, dict]:
     return {j["metadata"]["name"]: j for j in kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs")["items"]}
 
 
-def test_digits_trained_and_forgotten_with_the_charts_rbac_and_the_scan_is_clean(cluster):
+def test_digits_trained_and_forgotten_with_the_charts_rbac_and_the_scan_is_clean(cluster, seaweedfs, tmp_path,
+                                                                                 monkeypatch, capsys):
     kube, ns, op, kubelet, store = cluster
     for d in examples("01-dataset.yaml") + examples("02-model.yaml"):
         kube.apply_cr(ns, d)
@@ -134,6 +136,17 @@ def test_digits_trained_and_forgotten_with_the_charts_rbac_and_the_scan_is_clean
     models = [ShardedModel.model_validate(d) for d in kube.get(kube.cr(ns, "ShardedModel"))["items"]]
     report = scan_for_forgotten(store, ns, models)
     assert report.findings == [] and report.forgotten == {"digits": fr["samples"]}
+    # and as an admin would run it: `shardwise verify --scan` with the models as `kubectl get -o yaml` lists them
+    listed = tmp_path / "models.yaml"
+    listed.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List",
+                                      "items": kube.get(kube.cr(ns, "ShardedModel"))["items"]}))
+    monkeypatch.setenv("SHARDWISE_S3_ENDPOINT", seaweedfs.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
+    capsys.readouterr()
+    assert main(["--store", f"s3://{store.bucket}", "-n", ns, "verify", "--scan", "--models", str(listed)]) == 0
+    out = capsys.readouterr().out
+    assert "1 certificate(s) checked, 0 problem(s)" in out and "0 finding(s)" in out, out
 
 
 def test_exit_code_2_fails_the_job_at_once_and_other_failures_are_retried(cluster):
