@@ -95,7 +95,6 @@ class StoreControl:
                 _, skipped = self.datasets.ingest(ds.name, ds.spec, table,
                                                   list(table.feature_names) if table.feature_names else None)
                 st.skippedForgotten = skipped
-                self._views = {k: v for k, v in self._views.items() if k[0] != ds.name}
                 if skipped:
                     self.log(f"dataset/{ds.name}: left out {skipped} row(s) of the source that were forgotten before")
             except ShardwiseError as e:
@@ -156,7 +155,6 @@ class StoreControl:
                    for fr, ix, already, digest in accepted]
         new, _ = self.datasets.forget(dataset, rows, {"kind": "forget", "samples": int(rows.size),
                                                       "requests": entries})
-        self._views = {k: x for k, x in self._views.items() if k[0] != dataset}
         self.log(f"dataset/{dataset}: revision {new.revision} forgets "
                  + ", ".join(f"{e['samples']} sample(s) for {e['name']}" for e in entries)
                  + "; their payload rows, labels and relabel records are removed")

@@ -24,7 +24,7 @@ from shardwise.cli import main
 from shardwise.purge_scan import scan_for_forgotten
 from shardwise.store.s3 import S3Store
 from tests.cluster.controlplane import REPO, kubeconfig
-from tests.cluster.kube import ApiError, Kube
+from tests.cluster.kube import Kube
 from tests.cluster.kubelet import Kubelet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,28 +44,3 @@ class SampleTable:
     @property
     def is_image(self) -> bool:
         return self.features.ndim == 4
-
-    def to_npz(self) -> bytes:
-        # Uncompressed: a forget rewrites the whole payload (the scrub), and compressing 25 MB of
-        # float32 took 2 s of a 6 s forget in benchmarks B4, for little saving on real features.
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            ids=self.ids.astype(str),
-            labels=self.labels.astype(np.int64),
-            features=self.features.astype(np.float32),
-            owners=self.owners.astype(str),
-            class_names=np.array(self.class_names, dtype=str),
-        )
-        return buf.getvalue()
-
-    @classmethod
-    def from_npz(cls, data: bytes) -> "SampleTable":
-        z = np.load(io.BytesIO(data), allow_pickle=False)
-        return cls(
-            ids=z["ids"],
-            labels=z["labels"],
-            features=z["features"],
-            owners=z["owners"],
-            class_names=tuple(z["class_names"].tolist()),
-        )
