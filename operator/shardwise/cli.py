@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "and AWS_SECRET_ACCESS_KEY set (default: $SHARDWISE_STORE or ./.shardwise); made by the "
                         "first command that writes (apply, forget, relabel, reconcile), never by one that reads")
     p.add_argument("-n", "--namespace", default="default", help="tenant namespace (default: default)")
+    p.add_argument("--cluster", action="store_true", default=os.environ.get("SHARDWISE_CLUSTER") == "1",
+                   help="resources from the API server of the current kube context (KUBECONFIG), as its user, "
+                        "instead of the store; --store then names the tenant's store the operator writes "
+                        "(s3://...). Serves get, describe, relabel, ui, report, predict and verify; apply, "
+                        "delete and forget go through kubectl (default: $SHARDWISE_CLUSTER=1)")
+    p.add_argument("--context", default=None, help="with --cluster: this kube context instead of the current one "
+                                                   "(implies --cluster)")
     p.add_argument("--parallel", type=_count(1024), default=_parallel_default(), help="trainer processes at once")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -99,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--dataset", required=True)
     rl.add_argument("--id", action="append", required=True, help="sample id (repeatable, paired with --label)")
     rl.add_argument("--label", action="append", required=True, help="the corrected label of the matching --id")
-    rl.add_argument("--by", default=os.environ.get("USER", "unknown"), help="who made the correction")
+    rl.add_argument("--by", default=None, help="who made the correction (default: the OS user; in a cluster the "
+                                               "kube context's user, and nobody else)")
+    rl.add_argument("--no-wait", action="store_true", help="record the correction and return without retraining")
+    rl.add_argument("--timeout", type=_count(86_400), default=3600,
+                    help="with --cluster: seconds to wait for the operator (default: 3600)")
 
     pr = sub.add_parser("predict", help="predict with the published version of a model")
     pr.add_argument("model")
@@ -144,9 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _in_cluster(args) -> bool:
+    return bool(args.cluster or args.context)
+
+
 def _session(args, create: bool = False) -> tuple:
-    """The store and its registry. create: the command writes, so a missing store is made; a command
-    that only reads refuses it instead (a mistyped --store would otherwise leave an empty store behind)."""
+    """The store and the resources: the store's registry, or with --cluster the API server's. create: the
+    command writes, so a missing store is made; a command that only reads refuses it instead (a mistyped
+    --store would otherwise leave an empty store behind)."""
+    if _in_cluster(args):
+        from shardwise.kube.cluster import Cluster, ClusterRegistry
+
+        if create:
+            raise InvalidInput(f"--cluster: `shardwise {args.cmd}` works on the local body only; in a cluster apply "
+                               "the resource with kubectl (the operator reconciles it)")
+        if not args.store.startswith("s3://"):
+            raise InvalidInput(f"--store: with --cluster name the tenant's store the operator writes (s3://bucket"
+                               f"[/prefix], with that tenant's keys), not {args.store!r}")
+        store = open_store(args.store, create=False)
+        return store, ClusterRegistry(Cluster(args.context), args.namespace)
     try:
         store = open_store(args.store, create=create)
     except StoreMissing as e:
@@ -228,7 +255,7 @@ def cmd_describe(args) -> int:
 
 def cmd_delete(args) -> int:
     cls = kind_of(args.kind)
-    _, reg = _session(args)
+    _, reg = _session(args, create=_in_cluster(args))  # in a cluster: refused, kubectl deletes
     reg.delete(cls, args.name)
     print(f"{cls.KIND.lower()}.shardwise.io/{args.name} deleted")
     return 0
@@ -280,8 +307,11 @@ def cmd_relabel(args) -> int:
 
     if len(args.id) != len(args.label):
         raise InvalidInput(f"relabel: {len(args.id)} --id but {len(args.label)} --label; give one label per id")
+    if _in_cluster(args):
+        return _relabel_in_cluster(args)
     store, reg = _session(args, create=True)
     reg.require(Dataset, args.dataset)
+    args.by = args.by or os.environ.get("USER", "unknown")
     lock = ReconcilerLock(store.uri, args.namespace)
     if not lock.acquire():  # a revision must not be written under a running reconciler's feet
         raise InvalidInput(f"relabel: reconciler pid {lock.holder()} is running on this store; retry when it is done")
@@ -290,11 +320,72 @@ def cmd_relabel(args) -> int:
         print(f"dataset.shardwise.io/{args.dataset} revision {rev}", file=sys.stderr)
     finally:
         lock.release()
+    if args.no_wait:
+        return 0
     _reconcile(args, store)
     for m in reg.list(ShardedModel):
         if m.spec.datasetRef == args.dataset and m.status:
             print(f"{m.name}: version {m.status.publishedVersion}, accuracy {m.status.accuracy}")
     return 0
+
+
+def _relabel_in_cluster(args) -> int:
+    """File the fixes as one Correction in the kube context user's name, wait for the operator to apply it,
+    then for every model on the Dataset to publish and evaluate a version on that revision."""
+    from shardwise.api.correction import Correction, CorrectionSpec, LabelFix
+    from shardwise.control import StoreControl
+
+    store, reg = _session(args)
+    user = reg.cluster.whoami()
+    if args.by is not None and args.by != user:
+        raise InvalidInput(f"--by: in a cluster a correction is made as the kube context's user ({user}), "
+                           f"not {args.by!r}")
+    reg.require(Dataset, args.dataset)
+    labels = dict(zip(args.id, args.label))
+    StoreControl(store, args.namespace).check_relabel(args.dataset, labels)  # refused here, before any object
+    spec = CorrectionSpec(datasetRef=args.dataset, author=user,
+                          relabel=[LabelFix(id=i, label=lab) for i, lab in labels.items()])
+    made = reg.create(Correction(kind="Correction", metadata={"name": "pending"}, spec=spec),
+                      generate_name=f"{args.dataset}-")
+    say = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
+    say(f"correction.shardwise.io/{made.name} created (author {user})")
+    if args.no_wait:
+        return 0
+    deadline = time.monotonic() + args.timeout
+    c = reg.wait(Correction, made.name, lambda c: c.status is not None and c.status.phase in ("Applied", "Failed"),
+                 args.timeout)
+    if c is None or c.status is None or c.status.phase != "Applied":
+        why = c.status.message if c is not None and c.status is not None else "the operator has not applied it"
+        raise InvalidInput(f"Correction {made.name} is {c.status.phase if c and c.status else 'Pending'}: {why}")
+    rev = c.status.datasetRevision
+    print(f"dataset.shardwise.io/{args.dataset} revision {rev}", file=sys.stderr)
+    seen: dict[str, str] = {}
+    while True:  # every model on the Dataset: a version on this revision, evaluated
+        models = [m for m in reg.list(ShardedModel) if m.spec.datasetRef == args.dataset]
+        waiting = [m for m in models if not _caught_up(m, rev)]
+        for m in models:
+            line = f"{m.status.phase} ({m.status.shardsReadyText} shards ready)" if m.status else "Pending"
+            if seen.get(m.name) != line:
+                seen[m.name] = line
+                say(f"shardedmodel/{m.name}: {line}")
+        failed = [m for m in waiting if m.status is not None and m.status.phase == "Failed"]
+        if failed or not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    for m in models:
+        if m.status:
+            print(f"{m.name}: version {m.status.publishedVersion}, accuracy {m.status.accuracy}")
+    if failed or waiting:
+        names = ", ".join(f"{m.name} ({m.status.phase if m.status else 'Pending'})" for m in failed or waiting)
+        print(f"error: not retrained on revision {rev}: {names}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _caught_up(m: ShardedModel, revision: int) -> bool:
+    st = m.status
+    return (st is not None and st.phase == "Ready" and (st.datasetRevision or 0) >= revision
+            and st.accuracyVersion == st.publishedVersion)
 
 
 def cmd_predict(args) -> int:
@@ -331,13 +422,13 @@ def cmd_verify(args) -> int:
     for k in report.unchecked:
         print(f"unchecked (no known kind, or too large to read for names): {k}", file=sys.stderr)
     for k in report.retained:
-        print(f"retained by design: {k} (a ForgetRequest names what it forgets; delete it once its certificate "
-              "is kept)", file=sys.stderr)
+        print(f"retained by design: {k} (a ForgetRequest or Correction names its samples; delete it once its "
+              "certificate is kept, or once applied)", file=sys.stderr)
     forgotten = ", ".join(f"{d}: {n}" for d, n in sorted(report.forgotten.items())) or "none"
     print(f"scan: {report.objects} object(s), {report.versions} stored version(s), {report.delete_markers} delete "
           f"marker(s) under {args.namespace}/ against forgotten samples ({forgotten}): "
           f"{len(report.findings)} finding(s), {len(report.unchecked)} unchecked, "
-          f"{len(report.retained)} ForgetRequest(s) naming forgotten samples")
+          f"{len(report.retained)} ForgetRequest(s) or Correction(s) naming forgotten samples")
     return 1 if problems or report.findings else 0
 
 
@@ -380,8 +471,8 @@ def cmd_report(args) -> int:
     if out.suffix.lower() == ".json":
         raise InvalidInput(f"--out {out}: the JSON is written beside the HTML with the suffix .json; name the "
                            "HTML file (e.g. report.html)")
-    store, _ = _session(args)
-    inputs = load_report(store, args.namespace, args.experiment)
+    store, reg = _session(args)
+    inputs = load_report(store, args.namespace, args.experiment, reg)
     for w in inputs.warnings:
         print(f"warning: {w}", file=sys.stderr)
     page = render(inputs)
@@ -402,12 +493,21 @@ def cmd_ui(args) -> int:
     from shardwise.ui.server import make_server, serve
 
     try:
-        user = args.user or getpass.getuser()
+        user = args.user or ("" if _in_cluster(args) else getpass.getuser())
     except (KeyError, OSError):  # no name for this uid (e.g. a bare container)
         raise InvalidInput("--user: the OS user has no name here; pass --user WHO") from None
-    store, _ = _session(args)
+    store, reg = _session(args)
+    fixes = None
+    if _in_cluster(args):  # every fix a Correction in the kube context user's name
+        from shardwise.ui.fixes import ClusterFixes
+
+        fixes = ClusterFixes(reg)
+        if args.user is not None and args.user != fixes.user:
+            raise InvalidInput(f"--user: in a cluster fixes are made as the kube context's user ({fixes.user}), "
+                               f"not {args.user!r}")
+        user = fixes.user
     log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)
-    serve(make_server(store, args.namespace, user, args.experiment, args.host, args.port, log=log))
+    serve(make_server(store, args.namespace, user, args.experiment, args.host, args.port, log=log, fixes=fixes))
     return 0
 
 

@@ -7,13 +7,14 @@ persist status differs. Nothing here decides: the decisions are in brain/.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Literal
 
 import numpy as np
 
 from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import iso, now
+from shardwise.api.correction import Correction, CorrectionStatus
 from shardwise.api.dataset import DatasetStatus
 from shardwise.api.experiment import EXPERIMENT_LABEL
 from shardwise.api.forget import ForgetRequestStatus
@@ -42,17 +43,23 @@ def _uid(m: ShardedModel) -> str:
     return m.metadata.uid or "nouid"
 
 
-def _active_positions(v: DatasetView, dataset: str, ids: list[str], gone: str) -> dict[str, int]:
+def _active_positions(v: DatasetView, dataset: str, ids: list[str], gone: str, field: str) -> dict[str, int]:
     """Row positions of the Dataset's samples, after checking that every one of `ids` is a sample
-    that is still active (the message `gone` names the inactive ones). Nothing is written before."""
+    that is still active (the message `gone` names the inactive ones, `field` where the ids came
+    from). Nothing is written before."""
     pos = {s: i for i, s in enumerate(v.table.ids.tolist())}
     unknown = [i for i in ids if i not in pos]
     if unknown:
-        raise InvalidInput(f"--id: {len(unknown)} id(s) not in Dataset {dataset!r}: {', '.join(unknown[:10])}")
+        raise InvalidInput(f"{field}: {len(unknown)} id(s) not in Dataset {dataset!r}: {', '.join(unknown[:10])}")
     inactive = [i for i in ids if not v.state.active[pos[i]]]
     if inactive:
-        raise InvalidInput(f"--id: {gone}: {', '.join(inactive[:10])}")
+        raise InvalidInput(f"{field}: {gone}: {', '.join(inactive[:10])}")
     return pos
+
+
+# Where relabel and drop name their inputs in errors: the CLI's options, or a Correction's fields.
+CLI_FIELDS = {"id": "--id", "label": "--label"}
+CORRECTION_FIELDS = {"relabel": {"id": "spec.relabel", "label": "spec.relabel"}, "drop": {"id": "spec.drop"}}
 
 
 class StoreControl:
@@ -287,29 +294,40 @@ class StoreControl:
         self.store.put_json(key, fbrain.chain_entry(len(keys) + 1, prev, cert))
         return key
 
-    def relabel(self, dataset: str, labels: dict[str, str], by: str) -> int:
-        """A label correction as a new Dataset revision recording who and when. Returns the revision.
+    def relabel(self, dataset: str, labels: dict[str, str], by: str, *, fields: dict[str, str] = CLI_FIELDS,
+                correction: dict[str, str] | None = None) -> int:
+        """A label correction as a new Dataset revision recording who and when (and the Correction object it
+        carries out, if any). Returns the revision.
 
         Ids and label names are checked first; nothing is written unless all are valid.
         """
-        v = self.view(dataset)
-        pos = _active_positions(v, dataset, list(labels), gone="dropped or forgotten samples cannot be relabelled")
-        classes = {c: i for i, c in enumerate(v.table.class_names)}
-        bad = sorted({lab for lab in labels.values() if lab not in classes})
-        if bad:
-            raise InvalidInput(f"--label: {', '.join(map(repr, bad))} is not a class of Dataset {dataset!r} "
-                               f"(classes: {', '.join(v.table.class_names)})")
+        v, pos, classes = self.check_relabel(dataset, labels, fields)
         idx = np.array([pos[i] for i in labels], dtype=np.int64)
         new = self.datasets.cumulative(dataset).relabel(idx, np.array([classes[lab] for lab in labels.values()],
                                                                        dtype=np.int64))
         self.datasets.write_state(dataset, new, {
-            "kind": "relabel", "by": by, "at": iso(now()),
+            "kind": "relabel", "by": by, "at": iso(now()), **({"correction": correction} if correction else {}),
             "labels": [{"id": i, "from": v.table.class_names[int(v.state.labels[pos[i]])], "to": lab}
                        for i, lab in labels.items()]})
         self.log(f"dataset/{dataset}: revision {new.revision} relabels {len(labels)} sample(s) (by {by})")
         return new.revision
 
-    def drop(self, dataset: str, ids: list[str], by: str) -> int:
+    def check_relabel(self, dataset: str, labels: dict[str, str], fields: dict[str, str] = CLI_FIELDS
+                      ) -> tuple[DatasetView, dict[str, int], dict[str, int]]:
+        """Refuse unknown or inactive ids and labels that are not classes, writing nothing; the current view,
+        the rows by id and the classes by name."""
+        v = self.view(dataset)
+        pos = _active_positions(v, dataset, list(labels), gone="dropped or forgotten samples cannot be relabelled",
+                                field=fields["id"])
+        classes = {c: i for i, c in enumerate(v.table.class_names)}
+        bad = sorted({lab for lab in labels.values() if lab not in classes})
+        if bad:
+            raise InvalidInput(f"{fields['label']}: {', '.join(map(repr, bad))} is not a class of Dataset {dataset!r} "
+                               f"(classes: {', '.join(v.table.class_names)})")
+        return v, pos, classes
+
+    def drop(self, dataset: str, ids: list[str], by: str, *, fields: dict[str, str] = CLI_FIELDS,
+             correction: dict[str, str] | None = None) -> int:
         """Take samples out of training (a revision recording who and when). Returns the revision.
 
         A curation step, not a GDPR forget: no ForgetRequest or certificate, and the rows stay stored
@@ -318,12 +336,59 @@ class StoreControl:
         v = self.view(dataset)
         ids = list(dict.fromkeys(ids))
         if not ids:
-            raise InvalidInput("--id: no sample ids to drop")
-        pos = _active_positions(v, dataset, ids, gone="already dropped or forgotten")
+            raise InvalidInput(f"{fields['id']}: no sample ids to drop")
+        pos = _active_positions(v, dataset, ids, gone="already dropped or forgotten", field=fields["id"])
         new = self.datasets.cumulative(dataset).drop(np.array([pos[i] for i in ids], dtype=np.int64))
-        self.datasets.write_state(dataset, new, {"kind": "drop", "by": by, "at": iso(now()), "ids": ids})
+        self.datasets.write_state(dataset, new, {"kind": "drop", "by": by, "at": iso(now()), "ids": ids,
+                                                 **({"correction": correction} if correction else {})})
         self.log(f"dataset/{dataset}: revision {new.revision} drops {len(ids)} sample(s) (by {by})")
         return new.revision
+
+    def apply_correction(self, c: Correction) -> CorrectionStatus | None:
+        """Carry out a Correction object as one Dataset revision recording its author; the new status, or
+        None once it is Applied or Failed (its spec is immutable, so it is carried out once).
+
+        A crash between writing the revision and writing the status must not apply it twice: the
+        revisions written since the object was created are searched for its uid first."""
+        if c.status is not None and c.status.phase in ("Applied", "Failed"):
+            return None
+        st = CorrectionStatus(observedGeneration=c.metadata.generation)
+        ds = c.spec.datasetRef
+        if not self.datasets.exists(ds):
+            st.message = f"waiting for Dataset {ds!r} to be ingested"
+            st.set_condition("Ready", "False", "DatasetNotReady", st.message)
+            return st
+        what = "relabel" if c.spec.relabel else "drop"
+        ref = {"name": c.name, "uid": c.metadata.uid or ""}
+        rev = self._correction_revision(ds, ref, c.metadata.creationTimestamp)
+        if rev is None:
+            try:
+                fields = CORRECTION_FIELDS[what]
+                rev = (self.relabel(ds, c.spec.labels(), c.spec.author, fields=fields, correction=ref) if c.spec.relabel
+                       else self.drop(ds, c.spec.drop, c.spec.author, fields=fields, correction=ref))
+            except InvalidInput as e:
+                st.phase, st.message = "Failed", str(e)
+                st.set_condition("Ready", "False", "Refused", st.message)
+                self.log(f"correction/{c.name}: refused: {e}")
+                return st
+        st.phase, st.datasetRevision, st.appliedAt = "Applied", rev, iso(now())
+        st.samples = len(c.spec.relabel or c.spec.drop)
+        st.message = f"{what} of {st.samples} sample(s) by {c.spec.author}: Dataset {ds} revision {rev}"
+        st.set_condition("Ready", "True", "Applied", st.message)
+        return st
+
+    def _correction_revision(self, dataset: str, ref: dict[str, str], created: str | None) -> int | None:
+        """The revision that carried out this Correction object already, if any: only revisions written
+        since it was created (less 10 minutes of clock skew) can hold it."""
+        since = iso(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+                    - timedelta(minutes=10)) if created else ""
+        for rev in range(self.datasets.current_revision(dataset), 1, -1):
+            doc = self.store.get_json(self.layout.dataset_revision(dataset, rev))
+            if doc.get("change", {}).get("correction") == ref:
+                return rev
+            if doc.get("createdAt", "") < since:
+                return None
+        return None
 
     # -- models -------------------------------------------------------------------------
     def observe_model(self, m: ShardedModel, liveness: JobLiveness,

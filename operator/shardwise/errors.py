@@ -38,6 +38,14 @@ class Superseded(ShardwiseError):
         self.compute = compute
 
 
+class Forbidden(ShardwiseError):
+    """The Kubernetes API server refused a request of this user (RBAC or an admission policy)."""
+
+
+class ClusterUnavailable(ShardwiseError):
+    """No kube context, or its API server cannot be reached."""
+
+
 class StoreUnavailable(ShardwiseError):
     """The object store cannot be reached or is not configured."""
 

@@ -19,8 +19,9 @@ judges each one from the Dataset's tombstones and what the object itself says:
   and tests the keyed tag of each against the Dataset's tombstones;
 - a folder store's leftover temp file: content unknown, always reported.
 
-ForgetRequest objects name what they forget, by design: they are listed as `retained`, not as
-findings (delete them once their certificates are kept).
+ForgetRequest objects name what they forget, by design, and Correction objects name what someone
+relabelled or dropped: they are listed as `retained`, not as findings (delete them once their
+certificates are kept, or once applied; a Dataset's own history names forgotten samples by tag only).
 
 A model whose spec is unknown (deleted with its objects retained) cannot be assigned
 to shards: its objects trained before the latest forget are reported as unprovable.
@@ -67,7 +68,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(rx)) for kind,
     ("predictions", r"experiments/(?P<experiment>[^/]+)/predictions\.npz"),
     ("report", r"experiments/(?P<experiment>[^/]+)/report\.json"),
     ("record", r"experiments/[^/]+/request\.json"),
-    ("request", r"resources/forgetrequests/[^/]+\.json"),
+    ("request", r"resources/(forgetrequests|corrections)/[^/]+\.json"),
     ("record", r"resources/[^/]+/[^/]+\.json"),
     ("record", r"ledger/[^/]+\.json"),
 ]]
@@ -455,7 +456,7 @@ class _Scan:
             ids, owners = f.named(strings)
             if not ids and not owners:
                 continue
-            if kind == "request":  # a ForgetRequest names what it forgets: by design, listed apart
+            if kind == "request":  # a ForgetRequest or Correction names its samples: by design, listed apart
                 self.report.retained.append(e.key)
                 return
             what = []

@@ -15,7 +15,7 @@ from shardwise.data.table import SampleTable
 from shardwise.datasets import DatasetStore
 from shardwise.diagnosis.predictions import Predictions
 from shardwise.errors import NotFound
-from shardwise.local.registry import Registry
+from shardwise.local.registry import Registry, Resources
 from shardwise.store.base import Store
 from shardwise.store.layout import Layout
 
@@ -61,10 +61,11 @@ def _table(store: Store, L: Layout, report: dict[str, Any], warnings: list[str])
         return None
 
 
-def load_report(store: Store, namespace: str, name: str) -> ReportInputs:
-    """Everything the page needs; raises NotFound (naming the Experiment and its phase) before it ran."""
+def load_report(store: Store, namespace: str, name: str, resources: Resources | None = None) -> ReportInputs:
+    """Everything the page needs; raises NotFound (naming the Experiment and its phase) before it ran.
+    resources: where the Experiment is looked up (the store's registry, or a cluster's API server)."""
     L = Layout(namespace)
-    exp = Registry(store, namespace).get(Experiment, name)
+    exp = (resources or Registry(store, namespace)).get(Experiment, name)
     notes: list[str] = []
     if exp is None:  # a store the operator writes holds reports but not the cluster's resources
         key, missing = L.experiment_report(name), f"Experiment {namespace}/{name} not found"

@@ -152,7 +152,8 @@ def test_the_cli_short_names_stay_out_of_the_crds():
     # in a cluster `ds` is DaemonSet's; the CRDs keep only the sw-prefixed short names
     crds = [yaml.safe_load(text) for text in render_crds().values()]
     short = {c["spec"]["names"]["kind"]: c["spec"]["names"]["shortNames"] for c in crds}
-    assert short == {"Dataset": ["swds"], "ShardedModel": ["swm"], "ForgetRequest": ["swfr"], "Experiment": ["swx"]}
+    assert short == {"Dataset": ["swds"], "ShardedModel": ["swm"], "ForgetRequest": ["swfr"], "Experiment": ["swx"],
+                     "Correction": ["swfix"]}
 
 
 @pytest.mark.parametrize("cmd", ["get", "describe", "delete"])

@@ -23,10 +23,12 @@ ENDPOINT = {"store": {"endpoint": "http://s3.storage:9000"}}
 
 # The operator's rules, exactly: a ClusterRole when cluster-wide, else a Role per namespace.
 RULES = [
-    {"apiGroups": ["shardwise.io"], "resources": ["datasets", "shardedmodels", "forgetrequests", "experiments"],
+    {"apiGroups": ["shardwise.io"],
+     "resources": ["datasets", "shardedmodels", "forgetrequests", "experiments", "corrections"],
      "verbs": ["get", "list", "watch", "patch", "update"]},
     {"apiGroups": ["shardwise.io"],
-     "resources": ["datasets/status", "shardedmodels/status", "forgetrequests/status", "experiments/status"],
+     "resources": ["datasets/status", "shardedmodels/status", "forgetrequests/status", "experiments/status",
+                   "corrections/status"],
      "verbs": ["get", "patch", "update"]},
     {"apiGroups": ["shardwise.io"], "resources": ["shardedmodels"], "verbs": ["create"]},
     {"apiGroups": ["shardwise.io"], "resources": ["shardedmodels/finalizers", "experiments/finalizers"], "verbs": ["update"]},
@@ -82,7 +84,8 @@ def validate_all(docs: list[dict]) -> None:
 def test_defaults_render_valid_minimal_objects():
     docs = render(ENDPOINT)  # the only required value: where the store is (or s3.bundled)
     validate_all(docs)
-    assert {d["kind"] for d in docs} == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    assert {d["kind"] for d in docs} == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                                         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
     dep = operator_deployment(docs)
     assert dep["metadata"]["namespace"] == NAMESPACE
@@ -120,7 +123,8 @@ def test_defaults_render_valid_minimal_objects():
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
     roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
-    assert set(roles) == {f"{RELEASE}-operator", f"{RELEASE}-operator-discovery"}
+    assert set(roles) == {f"{RELEASE}-operator", f"{RELEASE}-operator-discovery", f"{RELEASE}-viewer",
+                          f"{RELEASE}-annotator"}  # the last two are for people (see the test below)
     assert roles[f"{RELEASE}-operator"]["rules"] == RULES  # exactly the minimal set, nothing more
     assert roles[f"{RELEASE}-operator-discovery"]["rules"] == DISCOVERY_RULES
     for b in by_kind(docs, "ClusterRoleBinding"):
@@ -142,7 +146,7 @@ def test_namespaced_mode_uses_roles_per_namespace():
                and b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                     "name": f"{RELEASE}-operator"} for b in bindings)
     # Only the read-only discovery ClusterRole stays: namespaces and CRDs are cluster-scoped.
-    (cr,) = by_kind(docs, "ClusterRole")
+    (cr,) = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"].startswith(f"{RELEASE}-operator")]
     assert cr["metadata"]["name"] == f"{RELEASE}-operator-discovery" and cr["rules"] == DISCOVERY_RULES
     assert [b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")] == [f"{RELEASE}-operator-discovery"]
     assert env_of(docs)["SHARDWISE_WATCH_NAMESPACES"] == "team-a,team-b"
@@ -230,3 +234,23 @@ def test_chart_crds_are_the_generated_ones():
             f"charts/shardwise/crds/{name} is stale: {fix}")
     # and Helm itself loads them as the chart's CRDs (installed on first install only)
     assert {Path(c["filename"]).name for c in helm.Chart.load(str(CHART)).crds} == generated
+
+
+def test_people_get_a_viewer_and_an_annotator_role_and_corrections_name_their_author():
+    roles = {r["metadata"]["name"]: r for r in by_kind(render(ENDPOINT), "ClusterRole")}
+    viewer, annotator = roles[f"{RELEASE}-viewer"], roles[f"{RELEASE}-annotator"]
+    kinds = ["datasets", "shardedmodels", "forgetrequests", "experiments", "corrections"]
+    assert viewer["rules"] == [{"apiGroups": ["shardwise.io"], "resources": kinds, "verbs": ["get", "list", "watch"]}]
+    assert annotator["rules"] == viewer["rules"] + [
+        {"apiGroups": ["shardwise.io"], "resources": ["corrections"], "verbs": ["create"]}]
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert annotator["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    plain = {r["metadata"]["name"]: r for r in by_kind(render({**ENDPOINT, "userRoles": {"aggregate": False}}),
+                                                       "ClusterRole")}
+    assert not any(k.startswith("rbac.authorization") for k in plain[f"{RELEASE}-annotator"]["metadata"]["labels"])
+    (policy,) = by_kind(render(ENDPOINT), "ValidatingAdmissionPolicy")
+    (binding,) = by_kind(render(ENDPOINT), "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["corrections"]
+    assert [v["expression"] for v in policy["spec"]["validations"]] == [
+        "object.spec.author == request.userInfo.username"]  # what the control-plane suite proves it does

@@ -88,4 +88,4 @@ def test_nothing_in_the_store_names_a_forgotten_sample(tmp_path, capsys):
     # and the scan, which knows only keyed tags, agrees
     assert run(store, "verify", "--scan") == 0
     out = capsys.readouterr()
-    assert "0 finding(s)" in out.out and "2 ForgetRequest(s) naming forgotten samples" in out.out
+    assert "0 finding(s)" in out.out and "2 ForgetRequest(s) or Correction(s) naming forgotten samples" in out.out

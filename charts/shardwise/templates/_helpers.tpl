@@ -25,10 +25,11 @@ The chart README has them as a table, and tests/integration/test_helm_chart.py a
 exact list: change all three together. */}}
 {{- define "shardwise.rules" -}}
 - apiGroups: ["shardwise.io"]
-  resources: ["datasets", "shardedmodels", "forgetrequests", "experiments"]
+  resources: ["datasets", "shardedmodels", "forgetrequests", "experiments", "corrections"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["shardwise.io"]
-  resources: ["datasets/status", "shardedmodels/status", "forgetrequests/status", "experiments/status"]
+  resources: ["datasets/status", "shardedmodels/status", "forgetrequests/status", "experiments/status",
+              "corrections/status"]
   verbs: ["get", "patch", "update"]
 # an Experiment with spec.train creates its ShardedModel (owned by the Experiment)
 - apiGroups: ["shardwise.io"]

@@ -38,7 +38,7 @@ KEEP = {
     "type", "description", "default", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum",
     "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "maxProperties", "format", "nullable", "items", "properties",
     "required", "additionalProperties", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations",
-    "x-kubernetes-list-type",
+    "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
 }
 
 # Immutability, enforced by the API server (CEL transition rules on the spec object).

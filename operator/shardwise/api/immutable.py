@@ -15,6 +15,7 @@ IMMUTABLE: dict[str, tuple[str, ...]] = {
     "ShardedModel": ("datasetRef", "shards", "slices", "groupBy", "architecture", "training"),
     "ForgetRequest": ("datasetRef", "sampleIds", "ownerKey", "deadlineDays"),
     "Experiment": ("train",),
+    "Correction": ("datasetRef", "author", "relabel", "drop"),
 }
 
 

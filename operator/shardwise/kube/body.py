@@ -16,7 +16,7 @@ import kopf
 from minio import Minio
 from pydantic import ValidationError
 
-from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
+from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import Resource
 from shardwise.api.dataset import DatasetStatus
 from shardwise.brain.experiment import CreateModel, build_experiment_model, reconcile_experiment
@@ -105,9 +105,10 @@ class Body:
                     return
 
     async def _pass(self, ns: str, control: StoreControl) -> bool:
-        """Datasets, then forget requests, then models, then completions: the local body's order."""
+        """Datasets, forget requests, corrections, models, experiments, completions: the local body's order."""
         changed = False
-        docs = {p: await self.kube.list(p, ns) for p in ("datasets", "forgetrequests", "shardedmodels")}
+        docs = {p: await self.kube.list(p, ns) for p in ("datasets", "forgetrequests", "corrections",
+                                                                 "shardedmodels")}
         datasets: dict[str, Dataset | bool] = {}
         for doc in docs["datasets"]:
             ds = await self._parse(Dataset, doc)
@@ -135,6 +136,12 @@ class Body:
                     changed = True
                     kopf.info(fr.to_doc(), reason=fr.status.phase, message=fr.status.message or
                               f"tombstoned in dataset revision {fr.status.datasetRevision}")
+        for doc in docs["corrections"]:  # after the forgets: a forgotten sample is not relabelled
+            c = await self._parse(Correction, doc)
+            st = await asyncio.to_thread(control.apply_correction, c) if c is not None else None
+            if st is not None and await self._put_status(c, st):
+                changed = True
+                kopf.info(doc, reason=st.phase, message=st.message)
         models = [m for m in [await self._parse(ShardedModel, d) for d in docs["shardedmodels"]] if m]
         for m in models:
             changed |= await self.reconcile_model(m, control, datasets.get(m.spec.datasetRef))

@@ -55,6 +55,12 @@ def _register(plural: str) -> None:
 for _plural in CRS:
     _register(_plural)
 
+# A Correction is acted on once, when it appears (or when the operator starts and finds it pending):
+# no timer, so no finalizer either — deleting one never waits for the operator. The other kinds'
+# resync passes pick up any left pending.
+for _handler in (kopf.on.create, kopf.on.resume):
+    _handler(API_GROUP, API_VERSION, "corrections", id=f"corrections-{_handler.__name__}")(_pass)
+
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 async def job_event(namespace: str, memo: kopf.Memo, **_) -> None:

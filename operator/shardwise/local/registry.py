@@ -8,7 +8,7 @@ would make (immutable fields).
 from __future__ import annotations
 
 import uuid
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from shardwise.api import KINDS, Dataset, Experiment, ShardedModel
 from shardwise.api.experiment import EXPERIMENT_LABEL
@@ -19,6 +19,14 @@ from shardwise.store.base import Store
 from shardwise.store.layout import Layout
 
 R = TypeVar("R", bound=Resource)
+
+
+class Resources(Protocol):
+    """Where a command reads resources: this registry, or a cluster's API server (kube.cluster)."""
+
+    def get(self, cls: type[R], name: str) -> R | None: ...
+    def require(self, cls: type[R], name: str) -> R: ...
+    def list(self, cls: type[R]) -> list[R]: ...
 
 
 class Registry:
@@ -120,7 +128,8 @@ class Registry:
 # Kept out of the CRDs on purpose: in a cluster a short name is resolved across every API group,
 # so `ds` would clash with DaemonSet's (and the 2-3 letter ones with whatever else a cluster
 # installs); the local CLI has only these four kinds, so there they are unambiguous.
-CLI_SHORT_NAMES = {"ShardedModel": ("sm",), "Dataset": ("ds",), "ForgetRequest": ("fr",), "Experiment": ("exp",)}
+CLI_SHORT_NAMES = {"ShardedModel": ("sm",), "Dataset": ("ds",), "ForgetRequest": ("fr",), "Experiment": ("exp",),
+                   "Correction": ("fix",)}
 
 
 def kind_names(cls: type[Resource]) -> list[str]:

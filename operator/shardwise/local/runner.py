@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
+from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.brain.experiment import CreateModel, build_experiment_model, reconcile_experiment
 from shardwise.brain.model import Evaluate, Publish, Purge, StartJob, reconcile_model
 from shardwise.control import StoreControl
@@ -81,6 +81,10 @@ class LocalRunner:
             by_name = {fr.name: fr for fr in requests}
             for name, st in self.control.accept_forgets(ds_name, requests).items():
                 changed |= self._put(by_name[name], st)
+        for c in self.registry.list(Correction):
+            st = self.control.apply_correction(c)
+            if st is not None:
+                changed |= self._put(c, st)
         datasets = {d.name: d for d in self.registry.list(Dataset)}
         for m in self.registry.list(ShardedModel):
             changed |= self.reconcile_model(m, datasets.get(m.spec.datasetRef))

@@ -25,24 +25,14 @@ from shardwise.control import StoreControl
 from shardwise.data.table import SampleTable
 from shardwise.diagnosis.predictions import Predictions
 from shardwise.errors import InvalidInput, NotFound
-from shardwise.local.lock import ReconcilerLock
 from shardwise.store.base import Store
 from shardwise.ui import items as it
+from shardwise.ui.errors import ApiError  # noqa: F401  (re-exported: the server imports it from here)
+from shardwise.ui.fixes import Fixes, LocalFixes
 
-NOTICE = ("Every fix is a new Dataset revision that records who and when. Fixes take effect on the next "
-          "reconcile: `shardwise reconcile` retrains only the affected shards, from the affected slice.")
 FEATURES_SHOWN = 16  # tabular samples: how many feature values a card shows
 THUMB_CACHE = 4096
 STATE_NAMES = {it.OPEN: "open", it.RELABELLED: "relabelled", it.REMOVED: "removed"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-
-    def to_json(self) -> dict[str, Any]:
-        return {"error": self.message, "field": self.field}
 
 
 class ActionBody(BaseModel):
@@ -78,11 +68,14 @@ class Loaded:
 
 class Annotator:
     def __init__(self, store: Store, namespace: str, user: str, experiment: str | None = None,
-                 log: Callable[[str], None] = lambda m: None):
-        self.store, self.namespace, self.user, self.default, self.log = store, namespace, user, experiment, log
+                 log: Callable[[str], None] = lambda m: None, fixes: Fixes | None = None):
+        """fixes: where actions go (default: Dataset revisions written here, as `user`)."""
+        self.store, self.namespace, self.default, self.log = store, namespace, experiment, log
         self.control = StoreControl(store, namespace, log)
-        self.layout = self.control.layout
         self._lock = threading.RLock()  # the caches below and StoreControl's are shared by request threads
+        self.fixes = fixes or LocalFixes(self.control, user, self._lock)
+        self.user = self.fixes.user
+        self.layout = self.control.layout
         self._loaded: dict[str, Loaded] = {}
         self._tables: dict[str, tuple[str, dict[str, int]]] = {}  # dataset -> (payload key, id -> row)
         self._thumbs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
@@ -176,7 +169,7 @@ class Annotator:
                 "errors": len(self._rows(exp, "errors", ds)[0]),
                 "changes": self._changes(r["dataset"], since, ds.state.revision),
                 "pendingChanges": ds.state.revision - since,
-                "notice": NOTICE,
+                "notice": self.fixes.notice,
             }
 
     def items(self, params: dict[str, str]) -> dict[str, Any]:
@@ -281,24 +274,11 @@ class Annotator:
             exp = self._experiment(a.experiment)
             ds = self._dataset(exp.report["dataset"])
             check_action(a, ds)
-            lock = ReconcilerLock(self.store.uri, self.namespace)
-            if not lock.acquire():  # a revision must not be written under a running reconciler's feet
-                raise ApiError(409, f"a reconciler (pid {lock.holder()}) is running on this store; "
-                                    "retry when it is done")
-            try:
-                if a.action == "relabel":
-                    rev = self.control.relabel(ds.name, {a.id: a.label}, by=self.user)  # type: ignore[dict-item]
-                else:
-                    rev = self.control.drop(ds.name, [a.id], by=self.user)
-            except InvalidInput as e:  # checked above; this is a race with another writer
-                raise ApiError(409, str(e).removeprefix("--"), "id") from None
-            finally:
-                lock.release()
-            doc = self.store.get_json(self.layout.dataset_revision(ds.name, rev))
             what = (f"relabelled {_label_at(ds, a.id)} → {a.label}" if a.action == "relabel" else "dropped")
-            return {"revision": rev, "dataset": ds.name, "change": doc["change"], "at": doc.get("createdAt"),
-                    "message": f"{a.id} {what}: Dataset {ds.name} revision {rev} (by {self.user}). "
-                               "It takes effect on the next reconcile."}
+        rev = self.fixes.apply(ds.name, a.action, a.id, a.label)  # in a cluster: waits for the operator, unlocked
+        doc = self.store.get_json(self.layout.dataset_revision(ds.name, rev))
+        return {"revision": rev, "dataset": ds.name, "change": doc["change"], "at": doc.get("createdAt"),
+                "message": f"{a.id} {what}: Dataset {ds.name} revision {rev} (by {self.user}). {self.fixes.effect}"}
 
 
 def check_action(a: ActionBody, ds: DatasetNow) -> None:

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 from shardwise.errors import ShardwiseError
 from shardwise.store.base import Store
 from shardwise.ui.api import Annotator, ApiError
+from shardwise.ui.fixes import Fixes
 
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "style.css": "text/css; charset=utf-8"}
@@ -162,13 +163,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def make_server(store: Store, namespace: str, user: str, experiment: str | None = None, host: str = "127.0.0.1",
-                port: int = 8765, log=lambda m: None) -> UiServer:
-    """Bind (port 0 = any free port) without serving yet; call serve_forever() on the result."""
-    annotator = Annotator(store, namespace, user, experiment, log)
+                port: int = 8765, log=lambda m: None, fixes: Fixes | None = None) -> UiServer:
+    """Bind (port 0 = any free port) without serving yet; call serve_forever() on the result.
+    fixes: where fixes go (default: Dataset revisions written here as `user`; ClusterFixes in a cluster)."""
+    annotator = Annotator(store, namespace, user, experiment, log, fixes)
     if experiment is not None and experiment not in annotator.experiment_names():
         raise ShardwiseError(f"--experiment: Experiment {namespace}/{experiment} has no report yet "
                              f"(with reports: {', '.join(annotator.experiment_names()) or 'none'}); "
-                             "apply it and run `shardwise reconcile`")
+                             "apply it and let it run")
     try:
         return UiServer(annotator, host, port)
     except OSError as e:
