@@ -166,9 +166,6 @@ def _session(args, create: bool = False) -> tuple:
     if _in_cluster(args):
         from shardwise.kube.cluster import Cluster, ClusterRegistry
 
-        if create:
-            raise InvalidInput(f"--cluster: `shardwise {args.cmd}` works on the local body only; in a cluster apply "
-                               "the resource with kubectl (the operator reconciles it)")
         if not args.store.startswith("s3://"):
             raise InvalidInput(f"--store: with --cluster name the tenant's store the operator writes (s3://bucket"
                                f"[/prefix], with that tenant's keys), not {args.store!r}")
@@ -255,7 +252,7 @@ def cmd_describe(args) -> int:
 
 def cmd_delete(args) -> int:
     cls = kind_of(args.kind)
-    _, reg = _session(args, create=_in_cluster(args))  # in a cluster: refused, kubectl deletes
+    _, reg = _session(args)
     reg.delete(cls, args.name)
     print(f"{cls.KIND.lower()}.shardwise.io/{args.name} deleted")
     return 0
@@ -527,10 +524,17 @@ def _refuse_dashdash_values(args) -> None:
             raise InvalidInput(f"--{k.replace('_', '-')}: '--' is not a value here")
 
 
+# What the local body alone does: in a cluster kubectl applies and deletes, and the operator reconciles.
+LOCAL_ONLY = ("apply", "delete", "forget", "reconcile", "demo")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _refuse_dashdash_values(args)
+        if _in_cluster(args) and args.cmd in LOCAL_ONLY:
+            raise InvalidInput(f"--cluster: `shardwise {args.cmd}` works on the local body only; in a cluster use "
+                               "kubectl (apply -f, delete) and the operator reconciles")
         return COMMANDS[args.cmd](args)
     except ShardwiseError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any
 
 G = "shardwise.io/v1alpha1"
 PLURALS = {"Dataset": "datasets", "ShardedModel": "shardedmodels", "ForgetRequest": "forgetrequests",
-           "Experiment": "experiments"}
+           "Experiment": "experiments", "Correction": "corrections"}
 
 
 class ApiError(Exception):

@@ -19,6 +19,8 @@ DATASET = {"kind": "Dataset", "metadata": {"name": "d"}, "spec": {"source": {"bu
 MODEL = {"kind": "ShardedModel", "metadata": {"name": "m"}, "spec": {"datasetRef": "d", "shards": 2, "slices": 2}}
 FORGET = {"kind": "ForgetRequest", "metadata": {"name": "f"}, "spec": {"datasetRef": "d", "ownerKey": "p"}}
 EXPERIMENT = {"kind": "Experiment", "metadata": {"name": "x"}, "spec": {"datasetRef": "d", "modelRef": "m"}}
+CORRECTION = {"kind": "Correction", "metadata": {"name": "c"},
+              "spec": {"datasetRef": "d", "author": "admin", "relabel": [{"id": "s1", "label": "3"}]}}
 
 
 def with_spec(doc: dict, **spec) -> dict:
@@ -29,7 +31,7 @@ def with_spec(doc: dict, **spec) -> dict:
 
 def test_the_charts_crds_are_established_and_serve_every_kind(kube):
     names = {f.name.split("_", 1)[1][:-5] for f in crd_files()}
-    assert names == {"datasets", "shardedmodels", "forgetrequests", "experiments"}
+    assert names == {"datasets", "shardedmodels", "forgetrequests", "experiments", "corrections"}
     found = {r["name"] for r in kube.get(f"/apis/{G}")["resources"]}
     assert {"datasets", "datasets/status", "shardedmodels/status", "forgetrequests", "experiments"} <= found
 
@@ -46,6 +48,10 @@ def test_the_charts_crds_are_established_and_serve_every_kind(kube):
     ({**FORGET, "spec": {"datasetRef": "d"}}, "exactly one of spec.sampleIds or spec.ownerKey"),
     (with_spec(EXPERIMENT, train={"shards": 2}), "spec.modelRef, spec.train: give exactly one"),
     ({**EXPERIMENT, "spec": {"datasetRef": "d"}}, "spec.modelRef, spec.train: give exactly one"),
+    (with_spec(CORRECTION, drop=["s2"]), "set exactly one of spec.relabel or spec.drop"),
+    (with_spec(CORRECTION, relabel=[]), "set exactly one of spec.relabel or spec.drop"),
+    (with_spec(CORRECTION, relabel=[{"id": "s1", "label": "3"}, {"id": "s1", "label": "4"}]), "spec.relabel"),
+    ({**CORRECTION, "spec": {"datasetRef": "d", "author": "admin", "drop": ["s2", "s2"]}}, "spec.drop"),
 ])
 def test_a_bad_spec_is_refused_by_the_api_server_and_the_local_registry_alike(kube, ns, doc, words):
     with pytest.raises(ApiError) as e:
@@ -66,6 +72,7 @@ def test_a_bad_spec_is_refused_by_the_api_server_and_the_local_registry_alike(ku
     (MODEL, {"training": {"epochsPerSlice": 3}}, "spec.training is immutable"),
     (FORGET, {"ownerKey": "q"}, "spec.ownerKey is immutable"),
     (EXPERIMENT, {"modelRef": None, "train": {"shards": 2}}, "spec.train is immutable"),
+    (CORRECTION, {"relabel": [{"id": "s1", "label": "4"}]}, "spec.relabel is immutable"),
 ])
 def test_an_immutable_field_cannot_change_in_the_cluster(kube, ns, doc, change, words):
     kube.apply_cr(ns, doc)

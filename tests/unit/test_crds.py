@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shardwise.api import KINDS, Dataset, ShardedModel
+from shardwise.api.correction import CorrectionSpec
 from shardwise.api.crds import crd_for, main_crds, render_crds, write_crds
 from shardwise.api.dataset import DatasetSpec
 from shardwise.api.model import ShardedModelSpec
@@ -282,6 +283,12 @@ def _cross_field(kind: str, spec: dict) -> list[str]:
     ("Experiment", ExperimentSpec, {"datasetRef": "d", "train": {"shards": 2}}),
     ("Experiment", ExperimentSpec, {"datasetRef": "d"}),
     ("Experiment", ExperimentSpec, {"datasetRef": "d", "modelRef": "m", "train": {}}),
+    ("Correction", CorrectionSpec, {"datasetRef": "d", "author": "a", "relabel": [{"id": "x", "label": "1"}]}),
+    ("Correction", CorrectionSpec, {"datasetRef": "d", "author": "a", "drop": ["x"]}),
+    ("Correction", CorrectionSpec, {"datasetRef": "d", "author": "a"}),
+    ("Correction", CorrectionSpec, {"datasetRef": "d", "author": "a", "relabel": [], "drop": []}),
+    ("Correction", CorrectionSpec, {"datasetRef": "d", "author": "a", "relabel": [{"id": "x", "label": "1"}],
+                                    "drop": ["y"]}),
 ])
 def test_cross_field_cel_rules_agree_with_pydantic_and_say_the_same(kind, model, spec):
     refused = _cross_field(kind, spec)

@@ -86,7 +86,7 @@ def load_manifests(paths: list[str | Path]) -> list[Resource]:
             why = "it is empty" if not text.strip() else "only comments, '---' or empty documents"
             raise InvalidInput(f"{p}: no resources in the file ({why})")
     # Datasets first, then models, then the rest: the order a user means.
-    order = {"Dataset": 0, "ShardedModel": 1, "ForgetRequest": 2, "Experiment": 3}
+    order = {"Dataset": 0, "ShardedModel": 1, "Correction": 2, "ForgetRequest": 3, "Experiment": 4}
     return sorted(out, key=lambda r: order[r.kind])
 
 
