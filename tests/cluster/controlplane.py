@@ -57,6 +57,7 @@ class ControlPlane:
     bin: Path
     url: str = ""
     token: str = ""
+    people: dict[str, str] = field(default_factory=dict)  # user name -> bearer token
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -72,7 +73,10 @@ class ControlPlane:
         subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(d / "sa.pub")], check=True,
                        capture_output=True)
         self.token = secrets.token_hex(16)
-        (d / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n")
+        # people of the tests (static tokens): RBAC gives them nothing until a test binds them a role
+        self.people = {name: secrets.token_hex(16) for name in PEOPLE}
+        (d / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n" + "".join(
+            f"{tok},{name},{name}\n" for name, tok in self.people.items()))
         ec, ep, api, kcm = (_free_port() for _ in range(4))
         self._run("etcd", ["--data-dir", str(d / "etcd"), "--listen-client-urls", f"http://127.0.0.1:{ec}",
                            "--advertise-client-urls", f"http://127.0.0.1:{ec}",
@@ -121,6 +125,18 @@ class ControlPlane:
                 p.kill()
                 p.wait()
         self.procs.clear()
+
+
+PEOPLE = ("alice", "bob")
+
+
+def people_kubeconfig(url: str, people: dict[str, str], current: str) -> str:
+    """One kubeconfig with a context per person (named as the person), as a laptop's would hold."""
+    users = ", ".join(f"{{name: {n}, user: {{token: \"{t}\"}}}}" for n, t in people.items())
+    contexts = ", ".join(f"{{name: {n}, context: {{cluster: local, user: {n}}}}}" for n in people)
+    return (f"apiVersion: v1\nkind: Config\nclusters: [{{name: local, cluster: {{server: \"{url}\", "
+            f"insecure-skip-tls-verify: true}}}}]\nusers: [{users}]\ncontexts: [{contexts}]\n"
+            f"current-context: {current}\n")
 
 
 def kubeconfig(url: str, token: str, user: str) -> str:

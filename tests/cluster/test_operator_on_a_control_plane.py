@@ -33,14 +33,18 @@ RELEASE, SYSTEM = "shardwise", "shardwise-system"
 
 
 def chart_rbac(kube: Kube) -> str:
-    """Apply the chart's ServiceAccount, ClusterRoles and bindings as rendered; a token of that account."""
+    """Apply the chart's ServiceAccount, ClusterRoles (the operator's and people's), bindings and admission
+    policy as rendered; a token of the operator's account."""
     files = helm.Chart.load(str(REPO / "charts" / "shardwise")).render(
         {"store": {"endpoint": "http://unused:9000"}}, name=RELEASE, namespace=SYSTEM, is_install=True)
     docs = [d for path, text in files.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
     kube.namespace(SYSTEM)
     paths = {"ServiceAccount": f"/api/v1/namespaces/{SYSTEM}/serviceaccounts",
              "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-             "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"}
+             "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+             "ValidatingAdmissionPolicy": "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+             "ValidatingAdmissionPolicyBinding":
+                 "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"}
     sa = None
     for d in docs:
         if d["kind"] in paths:

@@ -13,6 +13,7 @@ page's request threads can call it alike.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,9 @@ class Cluster:
         self._thread.start()
         where = f"kube context {context!r}" if context else "the current kube context"
         try:
-            self.api: client.ApiClient = self._run(config.new_client_from_config(context=context))
+            # KUBECONFIG read now, not when kubernetes_asyncio was imported (it reads it once, at import)
+            path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+            self.api: client.ApiClient = self._run(config.new_client_from_config(config_file=path, context=context))
         except (config.ConfigException, OSError) as e:
             self.close()
             raise ClusterUnavailable(f"--cluster: cannot load {where} (KUBECONFIG or ~/.kube/config): {e}") from None
