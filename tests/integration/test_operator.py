@@ -20,6 +20,7 @@ import pytest
 from kopf.testing import KopfRunner
 
 import shardwise.kube.handlers  # noqa: F401  (registers the handlers)
+from shardwise.api import KINDS
 from tests.helpers import dataset, forget, model
 
 pytestmark = pytest.mark.slow
@@ -31,8 +32,7 @@ LOGIN = str(Path(__file__).with_name("kopf_login.py"))
 
 
 def declare(kmock) -> None:
-    crs = {"datasets": "Dataset", "shardedmodels": "ShardedModel", "forgetrequests": "ForgetRequest",
-           "experiments": "Experiment"}
+    crs = {cls.PLURAL: cls.KIND for cls in KINDS.values()}  # every kind the operator lists
     for plural, kind in crs.items():
         kmock.resources[f"{G}/{plural}"] = kmock.ResourceInfo(
             kind=kind, singular=kind.lower(), namespaced=True,
