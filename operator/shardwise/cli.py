@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf); settings from SHARDWISE_* env")
     op.add_argument("--standalone", action="store_true", default=True, help="no peering (one replica); the default")
     op.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
+    op.add_argument("--log-format", choices=["plain", "full", "json"], default="full",
+                    help="plain: the message; full: time, logger, level and message (default); json: one JSON "
+                         "object a line")
+    op.add_argument("-v", "--verbose", action="store_true", help="DEBUG logs")
 
     dm = sub.add_parser("demo", help="train on digits, forget one person, show the speedup and the certificate")
     dm.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
@@ -448,6 +452,8 @@ def cmd_operator(args) -> int:
     from shardwise.kube.settings import OperatorSettings
 
     conf = OperatorSettings.from_env()
+    # what `kopf run` does before running: INFO (or DEBUG) logs of kopf and of Shardwise, in that format
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     kopf.run(standalone=True, clusterwide=not conf.watch_namespaces, namespaces=conf.watch_namespaces,
              liveness_endpoint=args.liveness)
     return 0

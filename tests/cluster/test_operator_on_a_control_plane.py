@@ -60,7 +60,8 @@ def chart_rbac(kube: Kube) -> str:
 class Operator:
     """`shardwise operator` as a process, with a kubeconfig carrying the chart's ServiceAccount token."""
 
-    def __init__(self, control_plane, token: str, env: dict[str, str], tmp: Path):
+    def __init__(self, control_plane, token: str, env: dict[str, str], tmp: Path, args: tuple[str, ...] = ()):
+        self.args = ["operator", *args]
         self.kc = tmp / "operator.kubeconfig"
         self.kc.write_text(kubeconfig(control_plane.url, token, "shardwise-operator"))
         self.env = {**os.environ, **env, "KUBECONFIG": str(self.kc)}
@@ -68,7 +69,7 @@ class Operator:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", "from shardwise.cli import main; main(['operator'])"],
+        self.proc = subprocess.Popen([sys.executable, "-c", f"from shardwise.cli import main; main({self.args!r})"],
                                      env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
 

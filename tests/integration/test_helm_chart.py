@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shardwise.cli import build_parser
+
 helm = pytest.importorskip(
     "helm_python.chart", reason="helm-python-sdk (Helm as a library) is not installed: pip install -e '.[test]'")
 import kubernetes_validate as kv  # noqa: E402  (in the test extra beside helm-python-sdk: never skipped alone)
@@ -98,7 +100,11 @@ def test_defaults_render_valid_minimal_objects():
     assert c["image"] == "shardwise/operator:0.1.0"
     assert all(":" in i and not i.endswith(":latest") for i in images(docs))
     assert "command" not in c  # the image's entrypoint is `shardwise`
-    assert c["args"] == ["operator", "--standalone", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert c["args"] == ["operator", "--standalone", "--liveness=http://0.0.0.0:8080/healthz", "--log-format=full"]
+    (json_logs,) = operator_deployment(render({**ENDPOINT, "operator": {"logFormat": "json", "verbose": True}}))[
+        "spec"]["template"]["spec"]["containers"]
+    assert json_logs["args"][-2:] == ["--log-format=json", "--verbose"]
+    assert build_parser().parse_args(json_logs["args"]).log_format == "json"  # the CLI takes what the chart passes
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}}
     assert c["ports"] == [{"name": "health", "containerPort": 8080}]

@@ -34,6 +34,9 @@ from shardwise.store.base import Store
 from shardwise.store.s3 import S3Store
 
 log = logging.getLogger("shardwise.operator")
+# On a Dataset that a ShardedModel or Experiment names: its deletion handler (and so its finalizer) applies
+# to these only, so an unused Dataset deletes at once even with the operator stopped.
+IN_USE = "shardwise.io/in-use"
 # One reconcile at a time per namespace: Job events and timers may arrive together.
 _locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
@@ -108,7 +111,8 @@ class Body:
         """Datasets, forget requests, corrections, models, experiments, completions: the local body's order."""
         changed = False
         docs = {p: await self.kube.list(p, ns) for p in ("datasets", "forgetrequests", "corrections",
-                                                                 "shardedmodels")}
+                                                                 "shardedmodels", "experiments")}
+        await self._mark_in_use(ns, docs)
         datasets: dict[str, Dataset | bool] = {}
         for doc in docs["datasets"]:
             ds = await self._parse(Dataset, doc)
@@ -145,7 +149,7 @@ class Body:
         models = [m for m in [await self._parse(ShardedModel, d) for d in docs["shardedmodels"]] if m]
         for m in models:
             changed |= await self.reconcile_model(m, control, datasets.get(m.spec.datasetRef))
-        for doc in await self.kube.list("experiments", ns):
+        for doc in docs["experiments"]:
             exp = await self._parse(Experiment, doc)
             if exp is not None:
                 changed |= await self.reconcile_experiment(exp, models, control)
@@ -157,6 +161,16 @@ class Body:
                 if st.phase == "Complete":
                     kopf.info(fr.to_doc(), reason="Complete", message=st.message)
         return changed
+
+    async def _mark_in_use(self, ns: str, docs: dict[str, list[dict[str, Any]]]) -> None:
+        """Label each Dataset in use, and only those (see IN_USE)."""
+        used = {(d.get("spec") or {}).get("datasetRef") for p in ("shardedmodels", "experiments") for d in docs[p]}
+        for d in docs["datasets"]:
+            meta = d["metadata"]
+            want = "true" if meta["name"] in used else None
+            if (meta.get("labels") or {}).get(IN_USE) != want:
+                await self.kube.patch_labels("datasets", ns, meta["name"], {IN_USE: want})
+                meta.setdefault("labels", {})[IN_USE] = want
 
     async def reconcile_model(self, m: ShardedModel, control: StoreControl,
                               dataset: Dataset | None | bool = True) -> bool:

@@ -49,6 +49,15 @@ class Kube:
         await self.custom.patch_namespaced_custom_object_status(
             API_GROUP, API_VERSION, ns, plural, name, {"status": status}, _content_type=MERGE)
 
+    async def patch_labels(self, plural: str, ns: str, name: str, labels: dict[str, str | None]) -> None:
+        """Set labels (None removes one) by merge-patch; an object deleted meanwhile is left alone."""
+        try:
+            await self.custom.patch_namespaced_custom_object(
+                API_GROUP, API_VERSION, ns, plural, name, {"metadata": {"labels": labels}}, _content_type=MERGE)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
     async def create(self, plural: str, ns: str, body: dict[str, Any]) -> bool:
         """Create a custom object; False when one of that name exists already."""
         try:

@@ -1,10 +1,17 @@
 """kopf handlers: thin. Every event becomes one namespace pass of the kube body.
 
 Run with `shardwise operator` or `kopf run -m shardwise.kube.handlers --standalone`.
+
+Finalizers only where deleting needs the operator: a ShardedModel with `storagePolicy: Delete` (its
+objects leave the store) and a Dataset in use (held until no model or experiment names it; the body
+labels it `shardwise.io/in-use`). Everything else deletes at once, operator running or not: the
+periodic resync is one pass per namespace, not a per-object timer (kopf puts a finalizer on every
+object a timer watches).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import kopf
@@ -12,7 +19,7 @@ import kopf
 from shardwise import API_GROUP, API_VERSION
 from shardwise.api.common import iso, now
 from shardwise.api import Dataset, ShardedModel
-from shardwise.kube.body import Body
+from shardwise.kube.body import IN_USE, Body
 from shardwise.kube.client import Kube, make_api_client
 from shardwise.kube.settings import OperatorSettings
 
@@ -30,45 +37,52 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     settings.watching.server_timeout = 300
     memo.body = Body(Kube(await make_api_client(conf.kube_host)), conf)
     memo.resync = conf.resync_seconds
+    memo.namespaces = set()
+    memo.resync_task = asyncio.create_task(_resync(memo))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_) -> None:
+    task = getattr(memo, "resync_task", None)
+    if task is not None:
+        task.cancel()
     if getattr(memo, "body", None) is not None:
         await memo.body.kube.api.close()
 
 
 async def _pass(namespace: str, memo: kopf.Memo, **_) -> None:
+    memo.namespaces.add(namespace)
     await memo.body.reconcile_namespace(namespace)
 
 
-def _register(plural: str) -> None:
-    kw = dict(group=API_GROUP, version=API_VERSION, plural=plural)
-    kopf.on.create(**kw, id=f"{plural}-create")(_pass)
-    kopf.on.resume(**kw, id=f"{plural}-resume")(_pass)
-    kopf.on.update(**kw, field="spec", id=f"{plural}-update")(_pass)
-    # a safety net: resync even when no event arrives (e.g. after a store outage)
-    kopf.timer(**kw, interval=OperatorSettings.from_env().resync_seconds, initial_delay=5.0,
-               id=f"{plural}-resync")(_pass)
+async def _resync(memo: kopf.Memo) -> None:
+    """A safety net for what no event announces (a store outage that ended, a result a trainer wrote after
+    its Job's last event): every resync_seconds, one pass of each namespace seen with Shardwise objects."""
+    log = logging.getLogger("shardwise.operator")
+    while True:
+        await asyncio.sleep(memo.resync)
+        for ns in sorted(memo.namespaces):
+            try:
+                await memo.body.reconcile_namespace(ns)
+            except Exception:  # noqa: BLE001 - logged; the next resync or event tries again
+                log.exception(f"resync of namespace {ns} failed; tried again in {memo.resync:g} s")
 
 
-for _plural in CRS:
-    _register(_plural)
-
-# A Correction is acted on once, when it appears (or when the operator starts and finds it pending):
-# no timer, so no finalizer either — deleting one never waits for the operator. The other kinds'
-# resync passes pick up any left pending.
-for _handler in (kopf.on.create, kopf.on.resume):
-    _handler(API_GROUP, API_VERSION, "corrections", id=f"corrections-{_handler.__name__}")(_pass)
+for _plural in (*CRS, "corrections"):
+    _kw = dict(group=API_GROUP, version=API_VERSION, plural=_plural)
+    kopf.on.create(**_kw, id=f"{_plural}-create")(_pass)
+    kopf.on.resume(**_kw, id=f"{_plural}-resume")(_pass)
+    kopf.on.update(**_kw, field="spec", id=f"{_plural}-update")(_pass)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 async def job_event(namespace: str, memo: kopf.Memo, **_) -> None:
     """An owned Job changed (started, progressed, finished): reconcile its namespace."""
+    memo.namespaces.add(namespace)
     await memo.body.reconcile_namespace(namespace)
 
 
-@kopf.on.delete(API_GROUP, API_VERSION, "datasets")
+@kopf.on.delete(API_GROUP, API_VERSION, "datasets", labels={IN_USE: "true"})
 async def dataset_deleted(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None:
     """A Dataset in use is held (its finalizer stays) until no ShardedModel or Experiment names it: its
     models' checkpoints must stay forgettable. Its stored data is kept either way (a ForgetRequest naming
@@ -87,7 +101,11 @@ async def dataset_deleted(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None
     logger.info("no model or experiment uses it: deleted (its stored data is kept)")
 
 
-@kopf.on.delete(API_GROUP, API_VERSION, "shardedmodels")
+def _deletes_storage(spec: kopf.Spec, **_) -> bool:
+    return spec.get("storagePolicy") == "Delete"
+
+
+@kopf.on.delete(API_GROUP, API_VERSION, "shardedmodels", when=_deletes_storage)
 async def model_deleted(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None:
     n = await memo.body.delete_model(ShardedModel.model_validate(dict(body)))
     logger.info(f"storagePolicy: removed {n} object(s) from the store")
