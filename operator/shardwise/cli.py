@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="plain: the message; full: time, logger, level and message (default); json: one JSON "
                          "object a line")
     op.add_argument("-v", "--verbose", action="store_true", help="DEBUG logs")
+    op.add_argument("--metrics-port", type=int, default=None,
+                    help="serve Prometheus metrics on this port, path /metrics (default: none)")
 
     dm = sub.add_parser("demo", help="train on digits, forget one person, show the speedup and the certificate")
     dm.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
@@ -454,6 +456,10 @@ def cmd_operator(args) -> int:
     conf = OperatorSettings.from_env()
     # what `kopf run` does before running: INFO (or DEBUG) logs of kopf and of Shardwise, in that format
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    if args.metrics_port is not None:
+        from shardwise.kube import metrics
+
+        metrics.serve(args.metrics_port)
     kopf.run(standalone=True, clusterwide=not conf.watch_namespaces, namespaces=conf.watch_namespaces,
              liveness_endpoint=args.liveness)
     return 0

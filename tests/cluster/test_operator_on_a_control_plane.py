@@ -44,7 +44,9 @@ def chart_rbac(kube: Kube) -> str:
              "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
              "ValidatingAdmissionPolicy": "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
              "ValidatingAdmissionPolicyBinding":
-                 "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"}
+                 "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+             "Role": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM}/roles",
+             "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM}/rolebindings"}
     sa = None
     for d in docs:
         if d["kind"] in paths:
@@ -64,7 +66,9 @@ class Operator:
         self.args = ["operator", *args]
         self.kc = tmp / "operator.kubeconfig"
         self.kc.write_text(kubeconfig(control_plane.url, token, "shardwise-operator"))
-        self.env = {**os.environ, **env, "KUBECONFIG": str(self.kc)}
+        # its own Lease unless told: each test's operator leads at once, whatever an earlier test left
+        self.env = {**os.environ, "SHARDWISE_LEASE_NAMESPACE": SYSTEM,
+                    "SHARDWISE_LEASE_NAME": f"op-{uuid.uuid4().hex[:8]}", **env, "KUBECONFIG": str(self.kc)}
         self.log = tmp / "operator.log"
         self.proc: subprocess.Popen | None = None
 

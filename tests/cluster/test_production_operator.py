@@ -1,14 +1,17 @@
 """The operator as production runs it, on the real control plane: finalizers only where deleting
 needs the operator, so that with the operator stopped (or uninstalled) everything else deletes at
-once; logs at INFO in the format the chart asks for."""
+once; logs at INFO in the format the chart asks for; Prometheus metrics scraped over HTTP."""
 
 from __future__ import annotations
 
 import json
+import urllib.request
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.cluster.controlplane import _free_port
 from tests.cluster.kube import ApiError, Kube
 from tests.cluster.test_operator_on_a_control_plane import (  # noqa: F401 (cluster: a fixture)
     Operator, chart_rbac, cluster, examples, status)
@@ -16,6 +19,26 @@ from tests.cluster.test_operator_on_a_control_plane import (  # noqa: F401 (clus
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 FINALIZER = "shardwise.io/finalizer"
 TINY = {"shards": 2, "slices": 1, "training": {"epochsPerSlice": 1}}
+
+
+def tenant(kube: Kube, seaweedfs) -> tuple[str, dict[str, str]]:
+    """A tenant namespace with its store Secret; the operator's settings for it."""
+    ns, bucket = f"prod-{uuid.uuid4().hex[:6]}", f"cp-{uuid.uuid4().hex[:12]}"
+    kube.namespace(ns)
+    seaweedfs.client().make_bucket(bucket)
+    kube.post(f"/api/v1/namespaces/{ns}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shardwise-s3"},
+        "stringData": {"AWS_ACCESS_KEY_ID": seaweedfs.access_key, "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key}})
+    return ns, {"SHARDWISE_S3_ENDPOINT": seaweedfs.endpoint, "SHARDWISE_STORE_BUCKET": bucket,
+                "SHARDWISE_TRAINER_IMAGE": "shardwise/trainer:test"}
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics as Prometheus would: (sample name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
 def finalizers(kube: Kube, ns: str, kind: str, name: str) -> list[str]:
@@ -76,25 +99,70 @@ def test_only_what_needs_the_operator_holds_a_finalizer_and_the_rest_deletes_whi
     assert store.list(f"{ns}/models/tidy/{tidy_uid}/") == []
 
 
-def test_the_operator_logs_each_step_at_info_as_json_lines(control_plane, kube, seaweedfs, tmp_path):
+def test_the_operator_logs_each_step_at_info_as_json_lines_and_serves_metrics(control_plane, kube, seaweedfs,
+                                                                                  tmp_path):
 
-    ns = f"logs-{uuid.uuid4().hex[:6]}"
-    kube.namespace(ns)
-    bucket = f"cp-{uuid.uuid4().hex[:12]}"
-    seaweedfs.client().make_bucket(bucket)
-    kube.post(f"/api/v1/namespaces/{ns}/secrets", {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shardwise-s3"},
-        "stringData": {"AWS_ACCESS_KEY_ID": seaweedfs.access_key, "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key}})
-    op = Operator(control_plane, chart_rbac(kube), {
-        "SHARDWISE_S3_ENDPOINT": seaweedfs.endpoint, "SHARDWISE_STORE_BUCKET": bucket,
-        "SHARDWISE_TRAINER_IMAGE": "shardwise/trainer:test"}, tmp_path, ("--log-format=json",))
+    ns, env = tenant(kube, seaweedfs)
+    port = _free_port()
+    op = Operator(control_plane, chart_rbac(kube), env, tmp_path, ("--log-format=json", f"--metrics-port={port}"))
     op.start()
     try:
         kube.apply_cr(ns, examples("01-dataset.yaml")[0])
         kube.wait("Dataset Ready", lambda: status(kube, ns, "Dataset", "digits").get("phase") == "Ready", timeout=120)
         kube.wait("its log line", lambda: "ingesting" in op.tail(), timeout=30)
+        # a model (its Jobs wait: no kubelet here) and two forgets: one certified at once, one waiting for it
+        kube.apply_cr(ns, {"kind": "ForgetRequest", "metadata": {"name": "early"},
+                           "spec": {"datasetRef": "digits", "ownerKey": "subject-0001"}})
+        kube.wait("early Complete", lambda: status(kube, ns, "ForgetRequest", "early").get("phase") == "Complete",
+                  timeout=60)
+        kube.apply_cr(ns, {"kind": "ShardedModel", "metadata": {"name": "m"},
+                           "spec": {"datasetRef": "digits", "shards": 2, "slices": 1}})
+        kube.apply_cr(ns, {"kind": "ForgetRequest", "metadata": {"name": "late"},
+                           "spec": {"datasetRef": "digits", "ownerKey": "subject-0002", "deadlineDays": 2}})
+        kube.wait("late accepted", lambda: status(kube, ns, "ForgetRequest", "late").get("deadline"), timeout=60)
+        got = kube.wait("the metrics", lambda: (m := scrape(port)).get(("shardwise_jobs", (
+            ("namespace", ns), ("outcome", "active"), ("purpose", "train")))) == 2 and m, timeout=60)
     finally:
         op.kill()
+    assert got[("shardwise_forget_requests", (("namespace", ns), ("phase", "Complete")))] == 1
+    assert got[("shardwise_forget_time_to_certificate_seconds_count", (("namespace", ns),))] == 1
+    left = got[("shardwise_forget_deadline_seconds_left", (("namespace", ns), ("request", "late")))]
+    assert 2 * 86400 - 600 < left <= 2 * 86400  # counting down from its 2 days
+    assert ("shardwise_forget_deadline_seconds_left", (("namespace", ns), ("request", "early"))) not in got
+    assert got[("shardwise_reconcile_pass_seconds_count", (("namespace", ns),))] >= 3
     lines = [json.loads(line) for line in op.log.read_text().splitlines() if line.strip()]  # every line is JSON
     assert {"message": "dataset/digits: ingesting digits", "severity": "info"} in [
         {k: rec.get(k) for k in ("message", "severity")} for rec in lines], lines[-20:]
+
+
+def test_one_operator_acts_while_a_second_stands_by_and_takes_over_when_it_is_gone(control_plane, kube, seaweedfs,
+                                                                                   tmp_path):
+    ns, env = tenant(kube, seaweedfs)
+    lease = f"op-{uuid.uuid4().hex[:8]}"
+    env |= {"SHARDWISE_LEASE_NAME": lease, "SHARDWISE_RESYNC_SECONDS": "5"}
+    token = chart_rbac(kube)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = (Operator(control_plane, token, env, tmp_path / x) for x in ("a", "b"))
+    path = f"/apis/coordination.k8s.io/v1/namespaces/shardwise-system/leases/{lease}"
+    try:
+        a.start()
+        first = kube.wait("a holds the lease", lambda: kube.get(path)["spec"].get("holderIdentity"), timeout=60)
+        b.start()  # a second instance, e.g. a laptop's `shardwise operator`
+        kube.wait("b stands by", lambda: "leader election: standing by" in b.tail(), timeout=60)
+        kube.apply_cr(ns, examples("01-dataset.yaml")[0])
+        kube.wait("digits Ready", lambda: status(kube, ns, "Dataset", "digits").get("phase") == "Ready", timeout=120)
+        assert "dataset/digits: ingesting" in a.tail() and "ingesting" not in b.tail()
+        assert kube.get(path)["spec"]["holderIdentity"] == first
+
+        a.kill()  # gone without releasing: b takes over once the lease expires (15 s)
+        other = {**examples("01-dataset.yaml")[0], "metadata": {"name": "digits2"}}
+        kube.apply_cr(ns, other)
+        kube.wait("digits2 Ready", lambda: status(kube, ns, "Dataset", "digits2").get("phase") == "Ready", timeout=120)
+        assert "leader election: leading" in b.tail() and "dataset/digits2: ingesting" in b.tail()
+        assert kube.get(path)["spec"]["holderIdentity"] not in (None, first)
+    except AssertionError:
+        raise AssertionError(f"a: {a.tail()}\nb: {b.tail()}") from None
+    finally:
+        a.kill()
+        b.kill()

@@ -38,6 +38,8 @@ RULES = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["shardwise-s3"], "verbs": ["get"]},
 ]
+# Leader election, in the release namespace, in both modes.
+LEADER_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
 # Cluster-scoped, read-only, in both modes (a Role cannot grant cluster-scoped resources).
 DISCOVERY_RULES = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
@@ -87,7 +89,8 @@ def test_defaults_render_valid_minimal_objects():
     docs = render(ENDPOINT)  # the only required value: where the store is (or s3.bundled)
     validate_all(docs)
     assert {d["kind"] for d in docs} == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                                         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+                                         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Service",
+                                         "Role", "RoleBinding"}
 
     dep = operator_deployment(docs)
     assert dep["metadata"]["namespace"] == NAMESPACE
@@ -100,14 +103,15 @@ def test_defaults_render_valid_minimal_objects():
     assert c["image"] == "shardwise/operator:0.1.0"
     assert all(":" in i and not i.endswith(":latest") for i in images(docs))
     assert "command" not in c  # the image's entrypoint is `shardwise`
-    assert c["args"] == ["operator", "--standalone", "--liveness=http://0.0.0.0:8080/healthz", "--log-format=full"]
+    assert c["args"] == ["operator", "--standalone", "--liveness=http://0.0.0.0:8080/healthz", "--log-format=full",
+                         "--metrics-port=8081"]
     (json_logs,) = operator_deployment(render({**ENDPOINT, "operator": {"logFormat": "json", "verbose": True}}))[
         "spec"]["template"]["spec"]["containers"]
-    assert json_logs["args"][-2:] == ["--log-format=json", "--verbose"]
+    assert json_logs["args"][-3:] == ["--log-format=json", "--verbose", "--metrics-port=8081"]
     assert build_parser().parse_args(json_logs["args"]).log_format == "json"  # the CLI takes what the chart passes
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}}
-    assert c["ports"] == [{"name": "health", "containerPort": 8080}]
+    assert c["ports"] == [{"name": "health", "containerPort": 8080}, {"name": "metrics", "containerPort": 8081}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
@@ -123,6 +127,7 @@ def test_defaults_render_valid_minimal_objects():
         "SHARDWISE_TRAINER_DEADLINE_SECONDS": "21600",
         "SHARDWISE_GPU_TOLERATIONS": env["SHARDWISE_GPU_TOLERATIONS"],
         "SHARDWISE_RESYNC_SECONDS": "30",
+        "SHARDWISE_LEASE_NAMESPACE": NAMESPACE, "SHARDWISE_LEASE_NAME": f"{RELEASE}-operator",
         "HOME": "/tmp",
     }
     assert json.loads(env["SHARDWISE_GPU_TOLERATIONS"]) == [
@@ -136,17 +141,23 @@ def test_defaults_render_valid_minimal_objects():
     for b in by_kind(docs, "ClusterRoleBinding"):
         assert b["roleRef"]["name"] in roles
         assert b["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-operator", "namespace": NAMESPACE}]
-    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    # namespaced: only the leader election's, in the release namespace
+    (leader,) = by_kind(docs, "Role")
+    assert leader["metadata"]["namespace"] == NAMESPACE and leader["rules"] == LEADER_RULES
+    (lb,) = by_kind(docs, "RoleBinding")
+    assert lb["roleRef"]["name"] == leader["metadata"]["name"] and lb["subjects"][0]["name"] == f"{RELEASE}-operator"
+    assert env_of(docs)["SHARDWISE_LEASE_NAMESPACE"] == NAMESPACE
+    assert env_of(docs)["SHARDWISE_LEASE_NAME"] == f"{RELEASE}-operator"
     assert not [d for d in docs if d["metadata"]["name"].startswith(f"{RELEASE}-s3")]  # no bundled S3
 
 
 def test_namespaced_mode_uses_roles_per_namespace():
     docs = render({**ENDPOINT, "watch": {"clusterWide": False, "namespaces": ["team-a", "team-b"]}})
     validate_all(docs)
-    roles = by_kind(docs, "Role")
+    roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert all(r["rules"] == RULES for r in roles)
-    bindings = by_kind(docs, "RoleBinding")
+    bindings = [b for b in by_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader")]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-operator", "namespace": NAMESPACE}]
                and b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
@@ -260,3 +271,21 @@ def test_people_get_a_viewer_and_an_annotator_role_and_corrections_name_their_au
     assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["corrections"]
     assert [v["expression"] for v in policy["spec"]["validations"]] == [
         "object.spec.author == request.userInfo.username"]  # what the control-plane suite proves it does
+
+
+def test_metrics_get_a_service_and_optionally_a_service_monitor():
+    docs = render(ENDPOINT)
+    (svc,) = by_kind(docs, "Service")
+    dep = operator_deployment(docs)
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 8081} in c["ports"]
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8081, "targetPort": "metrics"}]
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert by_kind(docs, "ServiceMonitor") == []  # off by default: it needs the Prometheus Operator's CRDs
+    on = render({**ENDPOINT, "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}})
+    (mon,) = by_kind(on, "ServiceMonitor")
+    assert mon["metadata"]["labels"]["release"] == "prom"
+    assert mon["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert mon["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    off = render({**ENDPOINT, "metrics": {"enabled": False}})
+    assert by_kind(off, "Service") == [] and "--metrics-port=8081" not in str(operator_deployment(off))

@@ -170,6 +170,7 @@ async def cluster(request, kmock, tmp_path, monkeypatch):
     declare(kmock)
     monkeypatch.setenv("SHARDWISE_KUBE_HOST", str(kmock.url).rstrip("/"))
     monkeypatch.setenv("SHARDWISE_TRAINER_IMAGE", "shardwise/trainer:test")
+    monkeypatch.setenv("SHARDWISE_LEADER_ELECTION", "0")  # kmock serves no Leases; tests/cluster proves election
     for var in ("SHARDWISE_DEV_STORE", "SHARDWISE_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(var, raising=False)
     keys = ("unused", "unused")

@@ -200,7 +200,8 @@ async def world(root: Path) -> AsyncIterator[FaultCluster]:
         (root / "logs").mkdir(parents=True)
         c = FaultCluster(kmock, str(root / "store"), root / "logs")
         c.env = {"SHARDWISE_KUBE_HOST": str(kmock.url).rstrip("/"), "SHARDWISE_DEV_STORE": c.store_dir,
-                 "SHARDWISE_TRAINER_IMAGE": "shardwise/trainer:test"}
+                 "SHARDWISE_TRAINER_IMAGE": "shardwise/trainer:test",
+                 "SHARDWISE_LEADER_ELECTION": "0"}  # kmock serves no Leases; tests/cluster proves election
         secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shardwise-s3", "namespace": NS},
                   "data": {k: base64.b64encode(b"unused").decode() for k in ("AWS_ACCESS_KEY_ID",
                                                                             "AWS_SECRET_ACCESS_KEY")}}

@@ -17,12 +17,13 @@ from minio import Minio
 from pydantic import ValidationError
 
 from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, ShardedModel
-from shardwise.api.common import Resource
+from shardwise.api.common import Resource, now
 from shardwise.api.dataset import DatasetStatus
 from shardwise.brain.experiment import CreateModel, build_experiment_model, reconcile_experiment
 from shardwise.brain.model import Evaluate, Publish, Purge, StartJob, reconcile_model
 from shardwise.control import StoreControl
 from shardwise.errors import ShardwiseError
+from shardwise.kube import metrics
 from shardwise.kube.client import Kube
 from shardwise.kube.jobs import (TrainerSettings, build_evaluation_job, build_experiment_job,
                                  build_experiment_model_body, build_training_job, evaluation_job_name,
@@ -89,6 +90,7 @@ class Body:
             if (doc.get("status") or {}).get("message") != msg:
                 await self.kube.patch_status(cls.PLURAL, meta["namespace"], meta["name"], status)
                 kopf.warn(doc, reason="InvalidSpec", message=msg)
+                log.warning(f"{cls.KIND.lower()}/{meta.get('namespace')}/{meta.get('name')}: InvalidSpec: {msg}")
             return None
 
     async def _put_status(self, res: Resource, status) -> bool:
@@ -103,9 +105,14 @@ class Body:
         """Passes until nothing changes (publish, purge and completion are steps of their own)."""
         async with _locks[ns]:
             control = StoreControl(await self.store_for(ns), ns, log.info)
-            for _ in range(max_passes):
-                if not await self._pass(ns, control):
-                    return
+            try:
+                for _ in range(max_passes):
+                    with metrics.PASS_SECONDS.labels(ns).time():
+                        if not await self._pass(ns, control):
+                            return
+            finally:
+                jobs = await self.kube.managed_jobs(ns)
+                metrics.observe_namespace(ns, jobs, await self.kube.list("forgetrequests", ns), now())
 
     async def _pass(self, ns: str, control: StoreControl) -> bool:
         """Datasets, forget requests, corrections, models, experiments, completions: the local body's order."""
@@ -127,7 +134,7 @@ class Body:
             opener = await self.source_opener(ns) if ds.spec.source.uri else None
             if await self._put_status(ds, await asyncio.to_thread(control.reconcile_dataset, ds, opener)):
                 changed = True
-                kopf.info(doc, reason=ds.status.phase, message=ds.status.message or f"revision {ds.status.revision}")
+                _event(doc, reason=ds.status.phase, message=ds.status.message or f"revision {ds.status.revision}")
         frs = [fr for fr in [await self._parse(ForgetRequest, d) for d in docs["forgetrequests"]] if fr]
         pending: dict[str, list[ForgetRequest]] = defaultdict(list)
         for fr in frs:
@@ -138,14 +145,14 @@ class Body:
             for fr in requests:
                 if fr.name in result and await self._put_status(fr, result[fr.name]):
                     changed = True
-                    kopf.info(fr.to_doc(), reason=fr.status.phase, message=fr.status.message or
+                    _event(fr.to_doc(), reason=fr.status.phase, message=fr.status.message or
                               f"tombstoned in dataset revision {fr.status.datasetRevision}")
         for doc in docs["corrections"]:  # after the forgets: a forgotten sample is not relabelled
             c = await self._parse(Correction, doc)
             st = await asyncio.to_thread(control.apply_correction, c) if c is not None else None
             if st is not None and await self._put_status(c, st):
                 changed = True
-                kopf.info(doc, reason=st.phase, message=st.message)
+                _event(doc, reason=st.phase, message=st.message)
         models = [m for m in [await self._parse(ShardedModel, d) for d in docs["shardedmodels"]] if m]
         for m in models:
             changed |= await self.reconcile_model(m, control, datasets.get(m.spec.datasetRef))
@@ -159,7 +166,8 @@ class Body:
             if st is not None and await self._put_status(fr, st):
                 changed = True
                 if st.phase == "Complete":
-                    kopf.info(fr.to_doc(), reason="Complete", message=st.message)
+                    _event(fr.to_doc(), reason="Complete", message=st.message)
+                    metrics.certified(ns, fr.metadata.creationTimestamp, st.completedAt)
         return changed
 
     async def _mark_in_use(self, ns: str, docs: dict[str, list[dict[str, Any]]]) -> None:
@@ -186,14 +194,14 @@ class Body:
                     continue  # exists already (e.g. after a restart): nothing to do
                 key = await asyncio.to_thread(control.write_job_request, m, a)
                 if await self.kube.create_job(ns, build_training_job(m, a, key, self.trainer(ns))):
-                    kopf.info(m.to_doc(), reason="JobCreated",
+                    _event(m.to_doc(), reason="JobCreated",
                               message=f"{a.purpose} shard {a.shard} from slice {a.from_slice} (job {a.name})")
             elif isinstance(a, Publish):
                 await asyncio.to_thread(control.publish, m, a.manifest, obs)
-                kopf.info(m.to_doc(), reason="Published", message=f"version {a.manifest.version}")
+                _event(m.to_doc(), reason="Published", message=f"version {a.manifest.version}")
             elif isinstance(a, Purge):
                 status.purgedRevision = await asyncio.to_thread(control.purge, m, a.revision, obs)
-                kopf.info(m.to_doc(), reason="Purged", message=f"dataset revision {a.revision}")
+                _event(m.to_doc(), reason="Purged", message=f"dataset revision {a.revision}")
             elif isinstance(a, Evaluate):
                 acc = await asyncio.to_thread(control.evaluation, m, a.version)
                 if acc is not None:
@@ -207,7 +215,7 @@ class Body:
         old_phase = m.status.phase if m.status else None
         changed = await self._put_status(m, status)
         if changed and status.phase != old_phase:
-            kopf.info(m.to_doc(), reason=status.phase, message=status.condition("Ready").message
+            _event(m.to_doc(), reason=status.phase, message=status.condition("Ready").message
                       if status.condition("Ready") else "")
         return changed or acted
 
@@ -219,7 +227,7 @@ class Body:
             if isinstance(a, CreateModel):  # its own events bring the next passes
                 if await self.kube.create("shardedmodels", exp.namespace,
                                           build_experiment_model_body(exp, build_experiment_model(exp))):
-                    kopf.info(exp.to_doc(), reason="ModelCreated", message=f"training ShardedModel {a.name}")
+                    _event(exp.to_doc(), reason="ModelCreated", message=f"training ShardedModel {a.name}")
                 continue
             model = next(m for m in models if m.name == exp.spec.model_name(exp.name))
             name = experiment_job_name(exp.name, a.model_version)
@@ -228,7 +236,7 @@ class Body:
             req = await asyncio.to_thread(control.write_experiment_request, exp, model, a.model_version)
             if await self.kube.create_job(exp.namespace, build_experiment_job(model, exp, a.model_version, req,
                                                                               self.trainer(exp.namespace))):
-                kopf.info(exp.to_doc(), reason="JobCreated", message=f"testing version {a.model_version}")
+                _event(exp.to_doc(), reason="JobCreated", message=f"testing version {a.model_version}")
         return await self._put_status(exp, status)
 
     async def delete_model(self, m: ShardedModel) -> int:
@@ -251,6 +259,13 @@ class Body:
                 if (doc.get("spec") or {}).get("datasetRef") == ds.name:
                     users.append(f"{kind} {doc['metadata']['name']}")
         return users
+
+
+def _event(obj: dict[str, Any], reason: str, message: str) -> None:
+    """An Event on the object (kubectl describe), and the same line in the operator's log (kubectl logs)."""
+    kopf.info(obj, reason=reason, message=message)
+    meta = obj.get("metadata") or {}
+    log.info(f"{str(obj.get('kind', '')).lower()}/{meta.get('namespace')}/{meta.get('name')}: {reason}: {message}")
 
 
 def _liveness(jobs: dict[str, dict[str, Any]]) -> Callable[[str, dict], str | None]:

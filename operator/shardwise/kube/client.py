@@ -86,6 +86,12 @@ class Kube:
                 out[j.metadata.name] = self.api.sanitize_for_serialization(j)
         return out
 
+    async def managed_jobs(self, ns: str) -> list[dict[str, Any]]:
+        """Every Job the operator made in a namespace (training, evaluation, experiment)."""
+        res = await self.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/managed-by=shardwise")
+        return [self.api.sanitize_for_serialization(j) for j in res.items
+                if (j.metadata.labels or {}).get("app.kubernetes.io/managed-by") == "shardwise"]
+
     async def secret(self, ns: str, name: str) -> dict[str, str]:
         s = await self.core.read_namespaced_secret(name, ns)
         return {k: base64.b64decode(v).decode() for k, v in (s.data or {}).items()}

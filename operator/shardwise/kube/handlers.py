@@ -21,6 +21,7 @@ from shardwise.api.common import iso, now
 from shardwise.api import Dataset, ShardedModel
 from shardwise.kube.body import IN_USE, Body
 from shardwise.kube.client import Kube, make_api_client
+from shardwise.kube.leader import Leader
 from shardwise.kube.settings import OperatorSettings
 
 CRS = ("datasets", "shardedmodels", "forgetrequests", "experiments")
@@ -38,21 +39,38 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.body = Body(Kube(await make_api_client(conf.kube_host)), conf)
     memo.resync = conf.resync_seconds
     memo.namespaces = set()
-    memo.resync_task = asyncio.create_task(_resync(memo))
+    memo.tasks = [asyncio.create_task(_resync(memo))]
+    memo.leader = None
+    if conf.leader_election:
+        memo.leader = Leader(memo.body.kube.api, conf.lease_namespace, conf.lease_name)
+        memo.tasks.append(asyncio.create_task(memo.leader.run(lambda: _catch_up(memo))))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_) -> None:
-    task = getattr(memo, "resync_task", None)
-    if task is not None:
+    for task in getattr(memo, "tasks", []):
         task.cancel()
+    if getattr(memo, "leader", None) is not None:
+        await memo.leader.release()
     if getattr(memo, "body", None) is not None:
         await memo.body.kube.api.close()
 
 
+def _acting(memo: kopf.Memo) -> bool:
+    """Whether this instance may act: it holds the Lease (or election is off)."""
+    return memo.leader is None or memo.leader.leading
+
+
 async def _pass(namespace: str, memo: kopf.Memo, **_) -> None:
-    memo.namespaces.add(namespace)
-    await memo.body.reconcile_namespace(namespace)
+    memo.namespaces.add(namespace)  # seen while standing by too: the catch-up on taking over passes it
+    if _acting(memo):
+        await memo.body.reconcile_namespace(namespace)
+
+
+async def _catch_up(memo: kopf.Memo) -> None:
+    """Just became the leader: pass every namespace seen, since events were not acted on while standing by."""
+    for ns in sorted(memo.namespaces):
+        await memo.body.reconcile_namespace(ns)
 
 
 async def _resync(memo: kopf.Memo) -> None:
@@ -61,7 +79,7 @@ async def _resync(memo: kopf.Memo) -> None:
     log = logging.getLogger("shardwise.operator")
     while True:
         await asyncio.sleep(memo.resync)
-        for ns in sorted(memo.namespaces):
+        for ns in sorted(memo.namespaces) if _acting(memo) else ():
             try:
                 await memo.body.reconcile_namespace(ns)
             except Exception:  # noqa: BLE001 - logged; the next resync or event tries again
@@ -78,8 +96,7 @@ for _plural in (*CRS, "corrections"):
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 async def job_event(namespace: str, memo: kopf.Memo, **_) -> None:
     """An owned Job changed (started, progressed, finished): reconcile its namespace."""
-    memo.namespaces.add(namespace)
-    await memo.body.reconcile_namespace(namespace)
+    await _pass(namespace, memo)
 
 
 @kopf.on.delete(API_GROUP, API_VERSION, "datasets", labels={IN_USE: "true"})
@@ -87,6 +104,7 @@ async def dataset_deleted(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None
     """A Dataset in use is held (its finalizer stays) until no ShardedModel or Experiment names it: its
     models' checkpoints must stay forgettable. Its stored data is kept either way (a ForgetRequest naming
     it still works while anything derived from it is stored)."""
+    _stand_by_unless_leading(memo)
     ds = Dataset.model_validate(dict(body))
     users = await memo.body.dataset_users(ds)
     if users:
@@ -101,11 +119,18 @@ async def dataset_deleted(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None
     logger.info("no model or experiment uses it: deleted (its stored data is kept)")
 
 
+def _stand_by_unless_leading(memo: kopf.Memo) -> None:
+    """A deletion handler of a standby: leave the finalizer for the leader (kopf retries later)."""
+    if not _acting(memo):
+        raise kopf.TemporaryError(f"standing by: {memo.leader.holder} leads", delay=10)
+
+
 def _deletes_storage(spec: kopf.Spec, **_) -> bool:
     return spec.get("storagePolicy") == "Delete"
 
 
 @kopf.on.delete(API_GROUP, API_VERSION, "shardedmodels", when=_deletes_storage)
 async def model_deleted(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None:
+    _stand_by_unless_leading(memo)
     n = await memo.body.delete_model(ShardedModel.model_validate(dict(body)))
     logger.info(f"storagePolicy: removed {n} object(s) from the store")

@@ -22,6 +22,10 @@ class OperatorSettings:
     dev_store: str | None = None
     kube_host: str | None = None  # tests: the API server URL (kmock); else in-cluster or kubeconfig
     resync_seconds: float = 30.0
+    # One active operator: the holder of this Lease acts, any other instance stands by (kube/leader.py).
+    leader_election: bool = True  # off only where the API server has no Leases (the kmock tests)
+    lease_namespace: str = "shardwise-system"  # the chart sets its release namespace
+    lease_name: str = "shardwise-operator"
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -39,6 +43,9 @@ class OperatorSettings:
             dev_store=e("SHARDWISE_DEV_STORE") or None,
             kube_host=e("SHARDWISE_KUBE_HOST") or None,
             resync_seconds=float(e("SHARDWISE_RESYNC_SECONDS", "30")),
+            leader_election=e("SHARDWISE_LEADER_ELECTION", "1") not in ("0", "false"),
+            lease_namespace=e("SHARDWISE_LEASE_NAMESPACE", cls.lease_namespace),
+            lease_name=e("SHARDWISE_LEASE_NAME", cls.lease_name),
         )
 
     def store_uri(self, namespace: str) -> str:
