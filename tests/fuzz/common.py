@@ -120,6 +120,12 @@ def printable(msg: str) -> bool:
 
 
 def names_field(msg: str, path: tuple[Any, ...]) -> bool:
-    """msg names the field at path: its last two named (non-index) parts, dotted, e.g. 'training.learningRate'."""
-    named = [str(p) if str(p).isprintable() else repr(str(p)) for p in path if not isinstance(p, int)]
-    return not named or ".".join(named[-2:]) in msg
+    """msg names the field at path: its last two named (non-index) parts, dotted, e.g. 'training.learningRate',
+    or the same stretch with the list index between them, e.g. 'relabel.0.id' (the item in a list)."""
+    shown = [p if isinstance(p, int) else str(p) if str(p).isprintable() else repr(str(p)) for p in path]
+    named = [i for i, p in enumerate(shown) if not isinstance(p, int)]
+    if not named:
+        return True
+    plain = ".".join(str(shown[i]) for i in named[-2:])
+    indexed = ".".join(str(p) for p in shown[named[-2] if len(named) > 1 else named[-1]:])
+    return plain in msg or indexed in msg

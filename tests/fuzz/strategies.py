@@ -123,8 +123,20 @@ def experiment_spec(draw) -> dict[str, Any]:
     })
 
 
+@st.composite
+def correction_spec(draw) -> dict[str, Any]:
+    ident = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1, max_size=256)
+    spec: dict[str, Any] = {"datasetRef": draw(ref), "author": draw(st.text(min_size=1, max_size=40))}
+    ids = draw(st.lists(ident, min_size=1, max_size=4, unique=True))
+    if draw(st.booleans()):
+        spec["relabel"] = [{"id": i, "label": draw(st.text(min_size=1, max_size=8))} for i in ids]
+    else:
+        spec["drop"] = ids
+    return _maybe(spec)
+
+
 SPECS = {"Dataset": dataset_spec, "ShardedModel": model_spec, "ForgetRequest": forget_spec,
-         "Experiment": experiment_spec}
+         "Experiment": experiment_spec, "Correction": correction_spec}
 
 
 @st.composite
@@ -211,7 +223,7 @@ def mutated_doc(draw, kind: str, ops: tuple[str, ...] = ("none", "replace", "del
         return doc, Mutation("delete", path)
     old = parent[path[-1]]
     new = draw(confusing(old))
-    if path in (("kind",), ("apiVersion",)) and new in (API, "Dataset", "ShardedModel", "ForgetRequest", "Experiment"):
+    if path in (("kind",), ("apiVersion",)) and new in (API, *SPECS):
         return doc, Mutation("none", ())  # another valid kind makes it another resource, not a bad one
     parent[path[-1]] = copy.deepcopy(new)
     return doc, Mutation("replace", path)

@@ -85,6 +85,7 @@ test_dataset_documents_are_accepted_or_name_the_field = _kind_property("Dataset"
 test_shardedmodel_documents_are_accepted_or_name_the_field = _kind_property("ShardedModel")
 test_forgetrequest_documents_are_accepted_or_name_the_field = _kind_property("ForgetRequest")
 test_experiment_documents_are_accepted_or_name_the_field = _kind_property("Experiment")
+test_correction_documents_are_accepted_or_name_the_field = _kind_property("Correction")
 
 
 @fuzz(150)
