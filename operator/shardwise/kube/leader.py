@@ -56,6 +56,7 @@ class Leader:
         self.me = identity()
         self.leading = False
         self.holder: str | None = None
+        self.said: bool | None = None  # what the log said last
 
     def _body(self, now: datetime, acquired: bool, rv: str | None = None) -> dict[str, Any]:
         spec = {"holderIdentity": self.me, "leaseDurationSeconds": self.duration, "renewTime": now.strftime(MICRO)}
@@ -94,7 +95,8 @@ class Leader:
         leading = action != "wait"
         if leading:
             self.holder = self.me
-        if leading != self.leading:
+        if leading != self.leading or self.said is None:  # and once at start, standing by or not
+            self.said = leading
             log.info(f"leader election: {'leading' if leading else 'standing by'} (lease {self.namespace}/"
                      f"{self.name}, holder {self.holder}, me {self.me})")
         self.leading = leading
