@@ -128,6 +128,7 @@ def test_defaults_render_valid_minimal_objects():
         "SHARDWISE_GPU_TOLERATIONS": env["SHARDWISE_GPU_TOLERATIONS"],
         "SHARDWISE_RESYNC_SECONDS": "30",
         "SHARDWISE_LEASE_NAMESPACE": NAMESPACE, "SHARDWISE_LEASE_NAME": f"{RELEASE}-operator",
+        "SHARDWISE_IMAGE_PULL_SECRETS": "",
         "HOME": "/tmp",
     }
     assert json.loads(env["SHARDWISE_GPU_TOLERATIONS"]) == [
@@ -289,3 +290,36 @@ def test_metrics_get_a_service_and_optionally_a_service_monitor():
     assert mon["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     off = render({**ENDPOINT, "metrics": {"enabled": False}})
     assert by_kind(off, "Service") == [] and "--metrics-port=8081" not in str(operator_deployment(off))
+
+
+def test_umbrella_values_pull_secrets_and_digests():
+    digest = "sha256:" + "ab" * 32
+    docs = render({**ENDPOINT, "global": {"imageRegistry": "reg.example", "storageClass": "fast"},
+                   "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
+                   "image": {"operator": {"repository": "reg.example/sw/operator", "tag": "0.1.0", "digest": digest},
+                             "trainer": {"repository": "reg.example/sw/trainer", "tag": "0.1.0-cpu", "digest": digest}}})
+    validate_all(docs)
+    pod = operator_deployment(docs)["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    assert pod["containers"][0]["image"] == f"reg.example/sw/operator@{digest}"
+    env = env_of(docs)
+    assert env["SHARDWISE_TRAINER_IMAGE"] == f"reg.example/sw/trainer@{digest}"
+    assert env["SHARDWISE_IMAGE_PULL_SECRETS"] == "regcred,mirror"  # the trainer Jobs get them too
+    for bad in ({"image": {"operator": {"repository": "r", "tag": "t", "digest": "sha256:short"}}},
+                {"imagePullSecrets": ["regcred"]}):
+        with pytest.raises(Exception, match="values|schema|digest|imagePullSecrets"):
+            render({**ENDPOINT, **bad})
+
+
+def test_the_operator_image_carries_neither_torch_nor_plotting_libraries():
+    """The operator image is `pip install .` (operator/Dockerfile): the core dependencies, without extras."""
+    import subprocess
+    import sys
+    import tomllib
+
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [d for d in core if d.lower().startswith(("torch", "matplotlib"))], core
+    code = ("import sys, shardwise.cli, shardwise.kube.handlers, shardwise.kube.body; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'matplotlib', 'shardwise_trainer'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # the operator's code imports none of them

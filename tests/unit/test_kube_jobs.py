@@ -79,3 +79,12 @@ def test_jobs_validate_against_the_kubernetes_schema():
     for job in (build_training_job(gpu_model(), StartJob("m-s2-r5-f1", 2, 1, 5, PARENT, (PARENT,), "retrain"), "r", S),
                 build_evaluation_job(gpu_model(), 1, "r", S)):
         kv.validate(job, "1.30.0", strict=True)
+
+
+def test_image_pull_secrets_reach_the_trainer_pods_only_when_set():
+    from dataclasses import replace
+
+    start = StartJob("m-s2-r5-f1", 2, 1, 5, PARENT, (PARENT,), "retrain")
+    assert "imagePullSecrets" not in build_training_job(gpu_model(), start, "r", S)["spec"]["template"]["spec"]
+    job = build_training_job(gpu_model(), start, "r", replace(S, image_pull_secrets=("regcred",)))
+    assert job["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]

@@ -52,3 +52,15 @@ exact list: change all three together. */}}
   resourceNames: [{{ .Values.store.secretName | quote }}]
   verbs: ["get"]
 {{- end -}}
+
+{{/* An image by digest when one is given (immutable), else by tag. */}}
+{{- define "shardwise.image" -}}
+{{- if .digest -}}{{ .repository }}@{{ .digest }}{{- else -}}{{ .repository }}:{{ .tag }}{{- end -}}
+{{- end -}}
+
+{{/* The names of imagePullSecrets, comma-separated (for the trainer Jobs). */}}
+{{- define "shardwise.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets -}}{{- $names = append $names .name -}}{{- end -}}
+{{- join "," $names -}}
+{{- end -}}

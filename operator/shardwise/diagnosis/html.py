@@ -73,7 +73,13 @@ def _mpl(text: Any, limit: int = 18) -> str:
 
 # -- plots -----------------------------------------------------------------------------------
 def _figure(w: float, h: float):
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # an install without the report (or trainer) extra, e.g. the operator image
+        from shardwise.errors import InvalidInput
+
+        raise InvalidInput("the report draws its plots with matplotlib, which is not installed here: "
+                           "pip install 'shardwise[report]'") from None
 
     return Figure(figsize=(w, h), dpi=100, layout="constrained")
 

@@ -76,7 +76,8 @@ class Body:
         s = self.settings
         return TrainerSettings(image=s.trainer_image, store_uri=s.store_uri(ns), s3_endpoint=s.s3_endpoint,
                                s3_secret=s.s3_secret, backoff_limit=s.backoff_limit,
-                               active_deadline_seconds=s.deadline_seconds, gpu_tolerations=tuple(s.gpu_tolerations))
+                               active_deadline_seconds=s.deadline_seconds, gpu_tolerations=tuple(s.gpu_tolerations),
+                               image_pull_secrets=s.image_pull_secrets)
 
     async def _parse(self, cls: type[Resource], doc: dict[str, Any]) -> Resource | None:
         """A bad spec becomes a Failed condition naming the field, never an exception (no crash loop)."""

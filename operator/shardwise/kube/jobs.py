@@ -28,6 +28,7 @@ class TrainerSettings:
     active_deadline_seconds: int = 6 * 3600
     ttl_seconds_after_finished: int = 24 * 3600
     gpu_tolerations: tuple[dict[str, Any], ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()  # Secret names, looked up in the Job's (tenant's) namespace
 
 
 def job_labels(model: str, shard: int, purpose: str) -> dict[str, str]:
@@ -125,6 +126,8 @@ def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str]
         pod_spec["tolerations"] = tolerations
     if res.priorityClassName:
         pod_spec["priorityClassName"] = res.priorityClassName
+    if s.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in s.image_pull_secrets]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -18,6 +18,7 @@ class OperatorSettings:
     backoff_limit: int = 3
     deadline_seconds: int = 6 * 3600
     gpu_tolerations: list[dict] = field(default_factory=list)
+    image_pull_secrets: tuple[str, ...] = ()  # for the trainer Jobs' Pods (Secrets in each tenant namespace)
     # Development and tests only: one folder store for every namespace instead of S3.
     dev_store: str | None = None
     kube_host: str | None = None  # tests: the API server URL (kmock); else in-cluster or kubeconfig
@@ -40,6 +41,7 @@ class OperatorSettings:
             backoff_limit=int(e("SHARDWISE_TRAINER_BACKOFF_LIMIT", "3")),
             deadline_seconds=int(e("SHARDWISE_TRAINER_DEADLINE_SECONDS", str(6 * 3600))),
             gpu_tolerations=json.loads(e("SHARDWISE_GPU_TOLERATIONS", "[]")),
+            image_pull_secrets=tuple(n for n in e("SHARDWISE_IMAGE_PULL_SECRETS", "").split(",") if n),
             dev_store=e("SHARDWISE_DEV_STORE") or None,
             kube_host=e("SHARDWISE_KUBE_HOST") or None,
             resync_seconds=float(e("SHARDWISE_RESYNC_SECONDS", "30")),
