@@ -25,7 +25,7 @@ from shardwise.brain.experiment import ExperimentObservation
 from shardwise.brain.lineage import CheckpointRef, slice_fingerprints
 from shardwise.brain.model import ModelObservation, StartJob
 from shardwise.brain.purge import plan_purge
-from shardwise.brain.versions import JobRecord, VersionManifest
+from shardwise.brain.versions import STARTED, JobRecord, VersionManifest
 from shardwise.datasets import DatasetStore, DatasetView
 from shardwise.errors import CorruptObject, InvalidInput, NotFound, ShardwiseError
 from shardwise.faults import fault_point
@@ -34,9 +34,9 @@ from shardwise.store.layout import Layout
 
 Log = Callable[[str], None]
 VIEW_CACHE = 4  # dataset revisions kept loaded (a pass needs the current one and the one it purges)
-# How a body sees a job: "running", "succeeded", "failed", or None when it is not
-# running anywhere (never started, or interrupted by a restart: start it again).
-JobLiveness = Callable[[str, dict], Literal["running", "succeeded", "failed"] | None]
+# How a body sees a job: "waiting" (held for admission by a queue), "running", "succeeded", "failed", or
+# None when it is not running anywhere (never started, or interrupted by a restart: start it again).
+JobLiveness = Callable[[str, dict], Literal["waiting", "running", "succeeded", "failed"] | None]
 
 
 def _uid(m: ShardedModel) -> str:
@@ -218,8 +218,10 @@ class StoreControl:
         waiting = [m.name for m in models
                    if not m.status or (m.status.purgedRevision or 0) < T or (m.status.datasetRevision or 0) < T]
         if waiting:
-            phase = "Queued" if any(m.status is None or m.status.publishedVersion is None for m in models) \
-                else "Retraining"
+            phase = ("Queued" if any(m.status is None or m.status.publishedVersion is None for m in models)
+                     else "WaitingForAdmission" if any(m.name in waiting and m.status.phase == "WaitingForAdmission"
+                                                       for m in models)
+                     else "Retraining")
             failed = [f"{m.name} failed: {m.status.condition('Failed').message}" for m in models
                       if m.name in waiting and m.status and m.status.phase == "Failed" and m.status.condition("Failed")]
             msg = f"waiting for {', '.join(waiting)} to retrain, publish and purge" + "".join(
@@ -505,7 +507,7 @@ class StoreControl:
         # A trainer killed between a checkpoint and its meta.json leaves an orphan no version can
         # name. Without lineage it cannot be judged, so one older than this revision goes, unless
         # a job on its shard is running (it may be the one about to write the meta).
-        busy = {j.shard for j in obs.jobs if j.state == "running"}
+        busy = {j.shard for j in obs.jobs if j.state in STARTED}
         pub = obs.published.version if obs.published else None
         pubdoc = self._purge_model(m.name, uid, m.spec, revision, pub, busy)
         in_use = obs.published.keys() if obs.published else set()
@@ -514,7 +516,7 @@ class StoreControl:
             self.store.delete(L.checkpoint_meta(key))
         # Job records are history once published: finished ones, and those of jobs that died
         # unseen (a record no running job owns); they name checkpoints the purge may remove.
-        running = {j.name for j in obs.jobs if j.state == "running"}
+        running = {j.name for j in obs.jobs if j.state in STARTED}
         jobs_prefix = f"{L.model(m.name, uid)}/jobs/"
         for name in sorted({k[len(jobs_prefix):].split("/")[0] for k in self.store.list(jobs_prefix)} - running):
             self.store.delete_prefix(f"{jobs_prefix}{name}/")

@@ -166,3 +166,45 @@ def test_one_operator_acts_while_a_second_stands_by_and_takes_over_when_it_is_go
     finally:
         a.kill()
         b.kill()
+
+
+def test_a_queued_model_waits_for_admission_and_its_retrain_carries_the_forget_priority(cluster):
+    """Kueue is not installed here: the test admits a Job as Kueue does, by unsuspending it."""
+    kube, ns, op, kubelet, store = cluster
+    for name, value in (("sw-batch-low", 100), ("sw-forget-first", 1000)):
+        kube.apply(f"/apis/scheduling.k8s.io/v1/priorityclasses/{name}", {
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value})
+    kube.apply_cr(ns, examples("01-dataset.yaml")[0])
+    kube.apply_cr(ns, {"kind": "ShardedModel", "metadata": {"name": "q"}, "spec": {
+        "datasetRef": "digits", **TINY, "resources": {"queueName": "team-q", "priorityClassName": "sw-batch-low",
+                                                      "retrainPriorityClassName": "sw-forget-first"}}})
+
+    def jobs_now() -> dict[str, dict]:
+        return {j["metadata"]["name"]: j for j in kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs")["items"]}
+
+    def admit(names) -> None:
+        for name in names:
+            kube.merge(f"/apis/batch/v1/namespaces/{ns}/jobs/{name}", {"spec": {"suspend": False}})
+
+    try:
+        st = kube.wait("model WaitingForAdmission", lambda: (s := status(kube, ns, "ShardedModel", "q"))
+                       .get("phase") == "WaitingForAdmission" and s, timeout=120)
+        first = jobs_now()
+        assert len(first) == 2 and all(j["spec"]["suspend"] for j in first.values())
+        assert "wait for admission" in next(c["message"] for c in st["conditions"] if c["type"] == "Progressing")
+        assert not kubelet.ran  # held: no Pod ran
+        admit(first)
+        kube.wait("model Ready", lambda: status(kube, ns, "ShardedModel", "q").get("phase") == "Ready", timeout=300)
+        kube.apply_cr(ns, {"kind": "ForgetRequest", "metadata": {"name": "f"},
+                           "spec": {"datasetRef": "digits", "ownerKey": "subject-0007"}})
+        kube.wait("forget WaitingForAdmission",
+                  lambda: status(kube, ns, "ForgetRequest", "f").get("phase") == "WaitingForAdmission", timeout=120)
+        (retrain,) = [j for n, j in jobs_now().items() if n not in first]
+        assert retrain["spec"]["suspend"] is True
+        assert retrain["spec"]["template"]["spec"]["priorityClassName"] == "sw-forget-first"
+        assert retrain["spec"]["template"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-q"
+        admit([retrain["metadata"]["name"]])
+        kube.wait("forget Complete", lambda: status(kube, ns, "ForgetRequest", "f").get("phase") == "Complete",
+                  timeout=300)
+    except AssertionError:
+        raise AssertionError(f"{op.tail()}\nkubelet: {kubelet.errors}") from None

@@ -88,3 +88,17 @@ def test_image_pull_secrets_reach_the_trainer_pods_only_when_set():
     assert "imagePullSecrets" not in build_training_job(gpu_model(), start, "r", S)["spec"]["template"]["spec"]
     job = build_training_job(gpu_model(), start, "r", replace(S, image_pull_secrets=("regcred",)))
     assert job["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_a_queued_model_s_jobs_are_created_suspended_and_retrains_take_their_own_priority():
+    start = StartJob("m-s2-r5-f1", 2, 1, 5, PARENT, (PARENT,), "retrain")
+    first = StartJob("m-s2-r1-f0", 2, 0, 1, None, (), "train")
+    m = gpu_model(retrainPriorityClassName="forget-first")
+    retrain, train = build_training_job(m, start, "r", S), build_training_job(m, first, "r", S)
+    assert retrain["spec"]["suspend"] is True and train["spec"]["suspend"] is True  # queueName: Kueue admits them
+    assert retrain["spec"]["template"]["spec"]["priorityClassName"] == "forget-first"
+    assert train["spec"]["template"]["spec"]["priorityClassName"] == "batch-low"
+    unqueued = model("m", resources={"priorityClassName": "batch-low"})
+    unqueued.metadata.uid = "u"
+    job = build_training_job(unqueued, start, "r", S)
+    assert "suspend" not in job["spec"] and job["spec"]["template"]["spec"]["priorityClassName"] == "batch-low"

@@ -274,3 +274,22 @@ def test_fingerprints_depend_on_the_samples_not_their_rows():
     assert lineage.slice_fingerprints(a, st, words) == lineage.slice_fingerprints(
         Assignment(S, R, a.shard[swap], a.slice[swap]), RevisionState(1, labels[swap], s1.tombstoned_at[swap]),
         words[swap])
+
+
+def test_a_job_held_by_its_queue_counts_as_started_and_the_model_waits_for_admission():
+    a, s1 = world()
+    spec = ShardedModelSpec(datasetRef="d", shards=S, slices=R)
+    published = VersionManifest(1, 1, chains_for(a, s1))
+    s2 = s1.forget(np.flatnonzero(a.shard == 0)[:1])
+    actions, _ = reconcile_model(obs(spec, s2, a, published, purged=1, evaluated=1))
+    (job,) = [x for x in actions if isinstance(x, StartJob)]
+    held = JobRecord(job.name, 0, job.from_slice, 2, "waiting")
+    actions, status = reconcile_model(obs(spec, s2, a, published, [held], purged=1, evaluated=1))
+    assert not [x for x in actions if isinstance(x, StartJob)]  # not started twice while it waits
+    assert status.phase == "WaitingForAdmission" and status.publishedVersion == 1
+    assert status.condition("Progressing").reason == "WaitingForAdmission" and job.name in status.condition(
+        "Progressing").message
+    assert status.condition("Ready").status == "True"  # version 1 still serves
+    admitted = JobRecord(job.name, 0, job.from_slice, 2, "running")
+    _, status = reconcile_model(obs(spec, s2, a, published, [admitted], purged=1, evaluated=1))
+    assert status.phase == "Retraining"

@@ -60,7 +60,7 @@ class ForgetRequest(Resource[ForgetRequestSpec, ForgetRequestStatus]):
     PLURAL: ClassVar[str] = "forgetrequests"
     SHORT_NAMES: ClassVar[list[str]] = ["swfr"]
     PRINTER_COLUMNS: ClassVar[list[tuple[str, str, str, str]]] = [
-        ("Phase", "string", ".status.phase", "Pending, Queued, Retraining, Complete or Failed"),
+        ("Phase", "string", ".status.phase", "Pending, Queued, WaitingForAdmission, Retraining, Complete or Failed"),
         ("Dataset", "string", ".spec.datasetRef", ""),
         ("Samples", "integer", ".status.samples", "samples tombstoned"),
         ("Revision", "integer", ".status.datasetRevision", "dataset revision"),

@@ -51,7 +51,12 @@ class ResourcesSpec(Strict):
         "characters at most, as for any label).")
     tolerations: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
     priorityClassName: str | None = Field(None, max_length=253)
-    queueName: str | None = Field(None, max_length=63, description="Kueue LocalQueue (kueue.x-k8s.io/queue-name).")
+    retrainPriorityClassName: str | None = Field(None, max_length=253, description=(
+        "PriorityClass of the retrain Jobs a forget or a label fix starts (default: priorityClassName), so that "
+        "they get quota before first trainings; Kueue takes a Job's priority from it."))
+    queueName: str | None = Field(None, max_length=63, description=(
+        "Kueue LocalQueue (kueue.x-k8s.io/queue-name). Jobs are created suspended; Kueue admits them, and until it "
+        "does the model (and a ForgetRequest waiting for it) shows WaitingForAdmission."))
 
 
 class ModelSettings(Strict):
@@ -103,7 +108,7 @@ class ShardedModel(Resource[ShardedModelSpec, ShardedModelStatus]):
     PLURAL: ClassVar[str] = "shardedmodels"
     SHORT_NAMES: ClassVar[list[str]] = ["swm"]
     PRINTER_COLUMNS: ClassVar[list[tuple[str, str, str, str]]] = [
-        ("Phase", "string", ".status.phase", "Pending, Training, Ready, Retraining or Failed"),
+        ("Phase", "string", ".status.phase", "Pending, Training, Ready, Retraining, WaitingForAdmission or Failed"),
         ("Version", "integer", ".status.publishedVersion", "published model version"),
         ("Shards", "string", ".status.shardsReadyText", "shards ready / shards"),
         ("Accuracy", "number", ".status.accuracy", "held-out accuracy of the published version"),

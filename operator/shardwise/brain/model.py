@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from shardwise.api.model import ShardedModelSpec, ShardedModelStatus
 from shardwise.brain.lineage import Chain, CheckpointRef, plan_shard
-from shardwise.brain.versions import JobRecord, VersionManifest, job_name
+from shardwise.brain.versions import STARTED, JobRecord, VersionManifest, job_name
 
 
 # -- actions -------------------------------------------------------------------
@@ -128,7 +128,8 @@ def reconcile_model(obs: ModelObservation) -> tuple[list[Action], ShardedModelSt
         elif status.condition("PlacementSparse") is not None:
             status.set_condition("PlacementSparse", "False", "Balanced", "")
 
-    running = {j.shard: j for j in obs.jobs if j.state == "running"}
+    running = {j.shard: j for j in obs.jobs if j.state in STARTED}  # started: running, or held for admission
+    held = [j.name for j in obs.jobs if j.state == "waiting"]
     failed = {j.name: j for j in obs.jobs if j.state == "failed"}
     chains: list[Chain | None] = []
     launch: list[StartJob] = []
@@ -212,5 +213,10 @@ def reconcile_model(obs: ModelObservation) -> tuple[list[Action], ShardedModelSt
         status.set_condition(
             "Ready", "True", "Serving", f"version {obs.published.version} serves while {len(work)} shard(s) retrain"
         )
+    if held and not any(j.state == "running" for j in obs.jobs):
+        status.phase = "WaitingForAdmission"
+        status.set_condition("Progressing", "True", "WaitingForAdmission",
+                             f"{len(held)} Job(s) wait for admission by the queue: {', '.join(held[:5])}")
+        return actions, status
     status.set_condition("Progressing", "True", status.phase, f"{len(work)} shard(s) in work")
     return actions, status

@@ -51,7 +51,9 @@ class VersionManifest:
         )
 
 
-JobState = Literal["running", "succeeded", "failed"]
+# waiting: the Job exists but is held (suspended until Kueue admits it); it counts as started work
+JobState = Literal["waiting", "running", "succeeded", "failed"]
+STARTED = ("waiting", "running")
 
 
 @dataclass(frozen=True)

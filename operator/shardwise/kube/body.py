@@ -285,6 +285,8 @@ def _liveness(jobs: dict[str, dict[str, Any]]) -> Callable[[str, dict], str | No
                 return "succeeded"
             st["message"] = "the Job succeeded but the trainer wrote no result to the store"
             return "failed"
+        if (job.get("spec") or {}).get("suspend") and not js.get("active"):
+            return "waiting"  # held by its queue (Kueue) until admitted
         return "running"
     return state
 

@@ -124,8 +124,10 @@ def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str]
     tolerations = list(res.tolerations) + (list(s.gpu_tolerations) if res.gpus else [])
     if tolerations:
         pod_spec["tolerations"] = tolerations
-    if res.priorityClassName:
-        pod_spec["priorityClassName"] = res.priorityClassName
+    priority = (res.retrainPriorityClassName if labels.get("shardwise.io/purpose") == "retrain" else None) \
+        or res.priorityClassName
+    if priority:
+        pod_spec["priorityClassName"] = priority
     if s.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in s.image_pull_secrets]
     return {
@@ -138,6 +140,8 @@ def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str]
             "ownerReferences": [owner_reference(owner)],
         },
         "spec": {
+            # with a Kueue queue: created suspended, as Kueue expects; it unsuspends the Job on admission
+            **({"suspend": True} if res.queueName else {}),
             "backoffLimit": s.backoff_limit,
             "activeDeadlineSeconds": s.active_deadline_seconds,
             "ttlSecondsAfterFinished": s.ttl_seconds_after_finished,
