@@ -264,7 +264,10 @@ class Body:
 
 def _event(obj: dict[str, Any], reason: str, message: str) -> None:
     """An Event on the object (kubectl describe), and the same line in the operator's log (kubectl logs)."""
-    kopf.info(obj, reason=reason, message=message)
+    try:
+        kopf.info(obj, reason=reason, message=message)
+    except LookupError:  # outside kopf's handler context (no event queue): the log line below stands for it
+        pass
     meta = obj.get("metadata") or {}
     log.info(f"{str(obj.get('kind', '')).lower()}/{meta.get('namespace')}/{meta.get('name')}: {reason}: {message}")
 

@@ -39,11 +39,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.body = Body(Kube(await make_api_client(conf.kube_host)), conf)
     memo.resync = conf.resync_seconds
     memo.namespaces = set()
-    memo.tasks = [asyncio.create_task(_resync(memo))]
+    memo.wakeup = asyncio.Event()  # set when this instance becomes the leader: pass every namespace now
+    memo.tasks = []
     memo.leader = None
     if conf.leader_election:
         memo.leader = Leader(memo.body.kube.api, conf.lease_namespace, conf.lease_name)
-        memo.tasks.append(asyncio.create_task(memo.leader.run(lambda: _catch_up(memo))))
+        memo.tasks.append(asyncio.create_task(memo.leader.run(_catch_up(memo))))
 
 
 @kopf.on.cleanup()
@@ -63,22 +64,34 @@ def _acting(memo: kopf.Memo) -> bool:
 
 async def _pass(namespace: str, memo: kopf.Memo, **_) -> None:
     memo.namespaces.add(namespace)  # seen while standing by too: the catch-up on taking over passes it
+    if not memo.get("resync_started"):
+        # started here, not at startup: a task copies the context it is made in, and only a handler's
+        # context lets kopf post Events (kopf.info) from the passes the task runs
+        memo.resync_started = True
+        memo.tasks.append(asyncio.create_task(_resync(memo)))
     if _acting(memo):
         await memo.body.reconcile_namespace(namespace)
 
 
-async def _catch_up(memo: kopf.Memo) -> None:
-    """Just became the leader: pass every namespace seen, since events were not acted on while standing by."""
-    for ns in sorted(memo.namespaces):
-        await memo.body.reconcile_namespace(ns)
+def _catch_up(memo: kopf.Memo):
+    """Just became the leader: wake the resync, which passes every namespace seen (events that arrived
+    while standing by were not acted on)."""
+    async def wake() -> None:
+        memo.wakeup.set()
+    return wake
 
 
 async def _resync(memo: kopf.Memo) -> None:
     """A safety net for what no event announces (a store outage that ended, a result a trainer wrote after
-    its Job's last event): every resync_seconds, one pass of each namespace seen with Shardwise objects."""
+    its Job's last event): every resync_seconds, and at once when this instance becomes the leader, one
+    pass of each namespace seen with Shardwise objects."""
     log = logging.getLogger("shardwise.operator")
     while True:
-        await asyncio.sleep(memo.resync)
+        try:
+            await asyncio.wait_for(memo.wakeup.wait(), timeout=memo.resync)
+        except asyncio.TimeoutError:
+            pass
+        memo.wakeup.clear()
         for ns in sorted(memo.namespaces) if _acting(memo) else ():
             try:
                 await memo.body.reconcile_namespace(ns)
