@@ -199,7 +199,7 @@ def test_a_queued_model_waits_for_admission_and_its_retrain_carries_the_forget_p
                            "spec": {"datasetRef": "digits", "ownerKey": "subject-0007"}})
         kube.wait("forget WaitingForAdmission",
                   lambda: status(kube, ns, "ForgetRequest", "f").get("phase") == "WaitingForAdmission", timeout=120)
-        (retrain,) = [j for n, j in jobs_now().items() if n not in first]
+        (retrain,) = [j for j in jobs_now().values() if j["metadata"]["labels"]["shardwise.io/purpose"] == "retrain"]
         assert retrain["spec"]["suspend"] is True
         assert retrain["spec"]["template"]["spec"]["priorityClassName"] == "sw-forget-first"
         assert retrain["spec"]["template"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-q"
