@@ -93,3 +93,19 @@ def test_an_explicit_null_reads_as_absent_in_both(kube, ns):
     kube.apply_cr(ns, doc)
     stored = kube.get(kube.cr(ns, "Dataset", "d"))
     assert parse_doc({**stored, "apiVersion": G}, "doc").spec.source.builtin == "digits"
+
+
+@pytest.mark.parametrize("conditions, words", [
+    ([{"type": "Ready", "status": "True", "reason": "Ingested", "lastTransitionTime": "2026-12-03T12:00:00Z"},
+      {"type": "Ready", "status": "False", "reason": "Failed", "lastTransitionTime": "2026-12-03T12:00:00Z"}],
+     "Duplicate value"),
+    ([{"type": "Ready", "status": "True", "reason": "not camel", "lastTransitionTime": "2026-12-03T12:00:00Z"}],
+     "reason"),
+    ([{"type": "Ready", "status": "True", "reason": "Ingested", "lastTransitionTime": "yesterday"}],
+     "lastTransitionTime"),
+])
+def test_status_conditions_are_checked_as_metav1_conditions(kube, ns, conditions, words):
+    kube.apply_cr(ns, DATASET)
+    with pytest.raises(ApiError) as e:
+        kube.merge(kube.cr(ns, "Dataset", "d") + "/status", {"status": {"conditions": conditions}})
+    assert e.value.status == 422 and words in e.value.message, e.value.message

@@ -334,3 +334,28 @@ def test_every_string_list_and_map_under_a_transition_rule_is_bounded():
         spec = crd_for(KINDS[kind])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         for f in fields:
             assert list(unbounded(spec["properties"][f], f"{kind}.spec.{f}")) == []
+
+
+def test_conditions_are_metav1_conditions():
+    from pydantic import ValidationError as VE
+
+    from shardwise.api.common import Condition
+    from shardwise.api.dataset import DatasetStatus
+
+    st = DatasetStatus(observedGeneration=3)
+    st.set_condition("Ready", "True", "Ingested", "revision 1")
+    (c,) = st.conditions
+    assert c.observedGeneration == 3 and c.reason == "Ingested"
+    st.observedGeneration = 4
+    st.set_condition("Ready", "True", "Ingested", "revision 2")  # same status: no new transition, generation moves
+    assert st.conditions[0].observedGeneration == 4 and st.conditions[0].lastTransitionTime == c.lastTransitionTime
+    for bad in ("", "not camel case", "9Lives"):
+        with pytest.raises(VE):
+            Condition(type="Ready", status="True", reason=bad)
+    for cls in KINDS.values():
+        conds = crd_for(cls)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"][
+            "properties"]["conditions"]
+        assert conds["x-kubernetes-list-type"] == "map" and conds["x-kubernetes-list-map-keys"] == ["type"]
+        item = conds["items"]
+        assert {"type", "status", "reason"} <= set(item["required"])
+        assert item["properties"]["lastTransitionTime"]["format"] == "date-time"

@@ -54,18 +54,26 @@ class ObjectMeta(Lenient):
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
+REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"  # metav1.Condition's
+
+
 class Condition(Lenient):
-    type: str = Field(description="Ready, Progressing, Failed, Degraded, ...")
+    """A status condition as metav1.Condition has it (the CRDs keep them as a list-map keyed by type)."""
+
+    type: str = Field(min_length=1, max_length=316, description="Ready, Progressing, Failed, Degraded, ...")
     status: ConditionStatus
-    reason: str = Field("", description="CamelCase reason for the last transition.")
-    message: str = Field("", description="Human-readable detail.")
-    lastTransitionTime: str = Field(default_factory=lambda: iso(now()))
+    observedGeneration: int | None = Field(None, ge=0, description="The generation this condition was set for.")
+    reason: str = Field(min_length=1, max_length=1024, pattern=REASON,
+                        description="CamelCase reason for the last transition.")
+    message: str = Field("", max_length=32768, description="Human-readable detail.")
+    lastTransitionTime: str = Field(default_factory=lambda: iso(now()), json_schema_extra={"format": "date-time"})
 
 
 class StatusBase(Lenient):
     phase: str = "Pending"
     observedGeneration: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
     message: str = ""
 
     def same_as(self, other: "StatusBase | None") -> bool:
@@ -81,9 +89,10 @@ class StatusBase(Lenient):
         """Set a condition; lastTransitionTime moves only when status changes."""
         old = self.condition(type_)
         if old is not None and old.status == status:
-            old.reason, old.message = reason, message
+            old.reason, old.message, old.observedGeneration = reason, message, self.observedGeneration
             return
-        new = Condition(type=type_, status=status, reason=reason, message=message)
+        new = Condition(type=type_, status=status, reason=reason, message=message,
+                        observedGeneration=self.observedGeneration)
         self.conditions = [c for c in self.conditions if c.type != type_] + [new]
 
 

@@ -17,7 +17,7 @@ from minio import Minio
 from pydantic import ValidationError
 
 from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, ShardedModel
-from shardwise.api.common import Resource, now
+from shardwise.api.common import Resource, iso, now
 from shardwise.api.dataset import DatasetStatus
 from shardwise.brain.experiment import CreateModel, build_experiment_model, reconcile_experiment
 from shardwise.brain.model import Evaluate, Publish, Purge, StartJob, reconcile_model
@@ -87,7 +87,8 @@ class Body:
             msg = describe_validation(e)
             meta = doc.get("metadata", {})
             status = {"phase": "Failed", "observedGeneration": meta.get("generation"), "message": msg,
-                      "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": msg}]}
+                      "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": msg,
+                                      "observedGeneration": meta.get("generation"), "lastTransitionTime": iso(now())}]}
             if (doc.get("status") or {}).get("message") != msg:
                 await self.kube.patch_status(cls.PLURAL, meta["namespace"], meta["name"], status)
                 kopf.warn(doc, reason="InvalidSpec", message=msg)
