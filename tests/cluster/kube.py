@@ -34,11 +34,12 @@ class Kube:
         self.url, self.token = url.rstrip("/"), token
         self._ctx = ssl._create_unverified_context()
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                accept: str = "application/json") -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
                                      headers={"Authorization": f"Bearer {self.token}", "Content-Type": content_type,
-                                              "Accept": "application/json"})
+                                              "Accept": accept})
         try:
             with urllib.request.urlopen(req, context=self._ctx, timeout=30) as r:
                 text = r.read()

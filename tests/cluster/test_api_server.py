@@ -109,3 +109,15 @@ def test_status_conditions_are_checked_as_metav1_conditions(kube, ns, conditions
     with pytest.raises(ApiError) as e:
         kube.merge(kube.cr(ns, "Dataset", "d") + "/status", {"status": {"conditions": conditions}})
     assert e.value.status == 422 and words in e.value.message, e.value.message
+
+
+def test_kubectl_get_shows_the_ready_condition(kube, ns):
+    """The Table the API server serves `kubectl get` (printer columns evaluated by the server)."""
+    kube.apply_cr(ns, DATASET)
+    kube.merge(kube.cr(ns, "Dataset", "d") + "/status", {"status": {"phase": "Ready", "conditions": [
+        {"type": "Progressing", "status": "False", "reason": "Idle", "lastTransitionTime": "2026-12-03T12:00:00Z"},
+        {"type": "Ready", "status": "True", "reason": "Ingested", "lastTransitionTime": "2026-12-03T12:00:00Z"}]}})
+    table = kube.request("GET", kube.cr(ns, "Dataset"), accept="application/json;as=Table;v=v1;g=meta.k8s.io")
+    names = [c["name"] for c in table["columnDefinitions"]]
+    (row,) = table["rows"]
+    assert names[:3] == ["Name", "Phase", "Ready"] and row["cells"][1:3] == ["Ready", "True"], (names, row["cells"])

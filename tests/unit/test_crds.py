@@ -86,8 +86,12 @@ def test_field_descriptions_reach_the_crd():
 def test_printer_columns():
     cols = crd_for(ShardedModel)["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [(c["name"], c["jsonPath"]) for c in cols] == [
-        ("Phase", ".status.phase"), ("Version", ".status.publishedVersion"), ("Shards", ".status.shardsReadyText"),
+        ("Phase", ".status.phase"), ("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+        ("Version", ".status.publishedVersion"), ("Shards", ".status.shardsReadyText"),
         ("Accuracy", ".status.accuracy"), ("Age", ".metadata.creationTimestamp")]
+    for cls in KINDS.values():  # every kind shows its Ready condition after its phase
+        names = [c["name"] for c in crd_for(cls)["spec"]["versions"][0]["additionalPrinterColumns"]]
+        assert names[:2] == ["Phase", "Ready"], (cls.KIND, names)
 
 
 def to_jsonschema(node: Any) -> Any:

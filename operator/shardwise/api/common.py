@@ -96,6 +96,9 @@ class StatusBase(Lenient):
         self.conditions = [c for c in self.conditions if c.type != type_] + [new]
 
 
+READY_COLUMN = ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status',
+                "the Ready condition: True, False or Unknown")
+
 SpecT = TypeVar("SpecT", bound=BaseModel)
 StatusT = TypeVar("StatusT", bound=StatusBase)
 
@@ -121,6 +124,11 @@ class Resource(Lenient, Generic[SpecT, StatusT]):
         if cls.KIND and v != cls.KIND:
             raise ValueError(f"kind must be {cls.KIND!r}, not {v!r}")
         return v
+
+    @classmethod
+    def columns(cls) -> list[tuple[str, str, str, str]]:
+        """The printer columns: the kind's own, with the Ready condition's status after the phase."""
+        return [*cls.PRINTER_COLUMNS[:1], READY_COLUMN, *cls.PRINTER_COLUMNS[1:]]
 
     @property
     def name(self) -> str:

@@ -134,7 +134,7 @@ def openapi_schema(cls: type[Resource]) -> dict[str, Any]:
 
 def crd_for(cls: type[Resource]) -> dict[str, Any]:
     columns = []
-    for name, typ, path, desc in cls.PRINTER_COLUMNS:
+    for name, typ, path, desc in cls.columns():
         col = {"name": name, "type": typ, "jsonPath": path}
         if desc:
             col["description"] = desc

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
 from shardwise.api.common import Resource
 
 
+_FILTER = re.compile(r'^(\w+)\[\?\(@\.(\w+)=="([^"]*)"\)\]$')  # name[?(@.key=="value")]
+
+
 def _path(doc: dict[str, Any], path: str) -> Any:
+    """A printer column's JSONPath: dotted names, and a list filtered by one field (as kubectl reads them)."""
     cur: Any = doc
-    for part in path.strip(".").split("."):
+    for part in re.split(r'\.(?![^\[]*\])', path.strip(".")):
         if not isinstance(cur, dict):
             return None
-        cur = cur.get(part)
+        m = _FILTER.match(part)
+        if m is None:
+            cur = cur.get(part)
+            continue
+        items = cur.get(m.group(1)) or []
+        cur = next((x for x in items if isinstance(x, dict) and str(x.get(m.group(2))) == m.group(3)), None)
     return cur
 
 
@@ -29,12 +39,12 @@ def age(ts: str | None) -> str:
 
 
 def render_table(cls: type[Resource], items: list[Resource]) -> str:
-    headers = ["NAME"] + [c[0].upper() for c in cls.PRINTER_COLUMNS]
+    headers = ["NAME"] + [c[0].upper() for c in cls.columns()]
     rows = []
     for r in items:
         doc = r.to_doc()
         row = [r.name]
-        for _, typ, path, _ in cls.PRINTER_COLUMNS:
+        for _, typ, path, _ in cls.columns():
             v = _path(doc, path)
             if typ == "date":
                 row.append(age(v))
