@@ -65,9 +65,9 @@ def test_apply_get_describe_forget_predict_verify(cli):
     assert "published version 1" in out.stderr  # progress lines
 
     table = cli("get", "shardedmodels").stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "VERSION", "SHARDS", "ACCURACY", "AGE"]
+    assert table[0].split() == ["NAME", "PHASE", "READY", "VERSION", "SHARDS", "ACCURACY", "AGE"]
     row = table[1].split()
-    assert row[:4] == ["tiny", "Ready", "1", "2/2"] and 0.5 < float(row[4]) <= 1.0
+    assert row[:5] == ["tiny", "Ready", "True", "1", "2/2"] and 0.5 < float(row[5]) <= 1.0
 
     desc = yaml.safe_load(cli("describe", "shardedmodel", "tiny").stdout)
     assert desc["status"]["observedGeneration"] == 1
@@ -76,7 +76,7 @@ def test_apply_get_describe_forget_predict_verify(cli):
     out = cli("forget", "--dataset", "digits", "--owner", "subject-0003", "--name", "gdpr-1")
     cert = yaml.safe_load(out.stdout)["certificate"]
     assert cert["samplesForgotten"] == 20 and cert["models"][0]["publishedVersion"] == 2
-    assert cli("get", "forgetrequests").stdout.splitlines()[1].split()[:3] == ["gdpr-1", "Complete", "digits"]
+    assert cli("get", "forgetrequests").stdout.splitlines()[1].split()[:4] == ["gdpr-1", "Complete", "True", "digits"]
 
     # forgetting the same person again forgets nothing twice
     again = cli("forget", "--dataset", "digits", "--owner", "subject-0003", "--name", "gdpr-2")
@@ -118,7 +118,7 @@ def test_unknown_ids_immutable_fields_and_missing_store(cli):
     p = cli("forget", "--dataset", "nope", "--owner", "x", ok=False)
     assert p.returncode == 1 and "Dataset default/nope not found" in p.stderr
     # nothing was tombstoned by the rejected requests
-    assert cli("get", "datasets").stdout.splitlines()[1].split()[2] == "1"
+    assert cli("get", "datasets").stdout.splitlines()[1].split()[3] == "1"  # NAME PHASE READY REVISION
 
     p = cli("relabel", "--dataset", "digits", "--id", "digits-00001", "--label", "cat", ok=False)
     assert p.returncode == 1 and "--label: 'cat' is not a class" in p.stderr
@@ -212,4 +212,4 @@ def test_the_examples_apply_end_to_end(cli):
     # version never held the samples, so nothing had to be retrained or purged
     assert m["model"] == "digits-mlp" and m["versionsThatHeldSamples"] == [] and m["purgedCheckpoints"] == []
     row = cli("get", "shardedmodels").stdout.splitlines()[1].split()
-    assert row[:4] == ["digits-mlp", "Ready", "1", "4/4"] and float(row[4]) > 0.85
+    assert row[:5] == ["digits-mlp", "Ready", "True", "1", "4/4"] and float(row[5]) > 0.85
