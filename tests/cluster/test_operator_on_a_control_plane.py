@@ -82,8 +82,11 @@ class Operator:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
     def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        return self.text()[-3000:]
 
 
 @pytest.fixture

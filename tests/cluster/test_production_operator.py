@@ -109,7 +109,7 @@ def test_the_operator_logs_each_step_at_info_as_json_lines_and_serves_metrics(co
     try:
         kube.apply_cr(ns, examples("01-dataset.yaml")[0])
         kube.wait("Dataset Ready", lambda: status(kube, ns, "Dataset", "digits").get("phase") == "Ready", timeout=120)
-        kube.wait("its log line", lambda: "ingesting" in op.tail(), timeout=30)
+        kube.wait("its log line", lambda: "ingesting" in op.text(), timeout=30)
         # a model (its Jobs wait: no kubelet here) and two forgets: one certified at once, one waiting for it
         kube.apply_cr(ns, {"kind": "ForgetRequest", "metadata": {"name": "early"},
                            "spec": {"datasetRef": "digits", "ownerKey": "subject-0001"}})
@@ -149,17 +149,17 @@ def test_one_operator_acts_while_a_second_stands_by_and_takes_over_when_it_is_go
         a.start()
         first = kube.wait("a holds the lease", lambda: kube.get(path)["spec"].get("holderIdentity"), timeout=60)
         b.start()  # a second instance, e.g. a laptop's `shardwise operator`
-        kube.wait("b stands by", lambda: "leader election: standing by" in b.tail(), timeout=60)
+        kube.wait("b stands by", lambda: "leader election: standing by" in b.text(), timeout=60)
         kube.apply_cr(ns, examples("01-dataset.yaml")[0])
         kube.wait("digits Ready", lambda: status(kube, ns, "Dataset", "digits").get("phase") == "Ready", timeout=120)
-        assert "dataset/digits: ingesting" in a.tail() and "ingesting" not in b.tail()
+        assert "dataset/digits: ingesting" in a.text() and "ingesting" not in b.text()  # whole logs, not tails
         assert kube.get(path)["spec"]["holderIdentity"] == first
 
         a.kill()  # gone without releasing: b takes over once the lease expires (15 s)
         other = {**examples("01-dataset.yaml")[0], "metadata": {"name": "digits2"}}
         kube.apply_cr(ns, other)
         kube.wait("digits2 Ready", lambda: status(kube, ns, "Dataset", "digits2").get("phase") == "Ready", timeout=120)
-        assert "leader election: leading" in b.tail() and "dataset/digits2: ingesting" in b.tail()
+        assert "leader election: leading" in b.text() and "dataset/digits2: ingesting" in b.text()
         assert kube.get(path)["spec"]["holderIdentity"] not in (None, first)
     except AssertionError:
         raise AssertionError(f"a: {a.tail()}\nb: {b.tail()}") from None
