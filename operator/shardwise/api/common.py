@@ -139,7 +139,17 @@ class Resource(Lenient, Generic[SpecT, StatusT]):
         return self.metadata.namespace
 
     def to_doc(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        # a non-finite number in a field kept from another tool dumps as null: dropped too, so that the
+        # stored form reads back as the same document
+        return _without_nulls(self.model_dump(mode="json", exclude_none=True))
+
+
+def _without_nulls(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_nulls(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_without_nulls(v) for v in node]
+    return node
 
 
 def cel_rules(*rules: tuple[str, str]) -> ConfigDict:

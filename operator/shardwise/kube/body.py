@@ -157,6 +157,8 @@ class Body:
                 _event(doc, reason=st.phase, message=st.message)
         models = [m for m in [await self._parse(ShardedModel, d) for d in docs["shardedmodels"]] if m]
         for m in models:
+            if getattr(m.metadata, "deletionTimestamp", None):
+                continue  # being deleted: no new Jobs or job requests under a prefix its deletion removes
             changed |= await self.reconcile_model(m, control, datasets.get(m.spec.datasetRef))
         for doc in docs["experiments"]:
             exp = await self._parse(Experiment, doc)
@@ -246,11 +248,12 @@ class Body:
         record beside its Dataset, so that later forgets purge them too)."""
         if m.spec.storagePolicy != "Delete":
             return 0
-        store = await self.store_for(m.namespace)
-        control = StoreControl(store, m.namespace)
-        prefix = control.layout.model(m.name, m.metadata.uid or "nouid") + "/"
-        n = len(await asyncio.to_thread(store.delete_prefix, prefix))
-        await asyncio.to_thread(control.forget_model, m)
+        async with _locks[m.namespace]:  # not while a pass of its namespace may write under the model's prefix
+            store = await self.store_for(m.namespace)
+            control = StoreControl(store, m.namespace)
+            prefix = control.layout.model(m.name, m.metadata.uid or "nouid") + "/"
+            n = len(await asyncio.to_thread(store.delete_prefix, prefix))
+            await asyncio.to_thread(control.forget_model, m)
         return n
 
     async def dataset_users(self, ds: Dataset) -> list[str]:
