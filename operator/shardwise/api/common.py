@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import to_jsonable_python
 
 from shardwise import API_GROUP, API_VERSION
 
@@ -139,17 +141,22 @@ class Resource(Lenient, Generic[SpecT, StatusT]):
         return self.metadata.namespace
 
     def to_doc(self) -> dict[str, Any]:
-        # a non-finite number in a field kept from another tool dumps as null: dropped too, so that the
-        # stored form reads back as the same document
-        return _without_nulls(self.model_dump(mode="json", exclude_none=True))
+        # JSON has no NaN or infinity: such a number (in a field kept from another tool, say) is dropped,
+        # not dumped as null, so that the stored form reads back as the same document. Explicit nulls
+        # inside free-form values (a certificate's datasetRevision) are content and stay.
+        return to_jsonable_python(_without_non_finite(self.model_dump(exclude_none=True)))
 
 
-def _without_nulls(node: Any) -> Any:
+def _without_non_finite(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _without_nulls(v) for k, v in node.items() if v is not None}
+        return {k: _without_non_finite(v) for k, v in node.items() if not _non_finite(v)}
     if isinstance(node, list):
-        return [_without_nulls(v) for v in node]
+        return [_without_non_finite(v) for v in node if not _non_finite(v)]
     return node
+
+
+def _non_finite(v: Any) -> bool:
+    return isinstance(v, float) and not math.isfinite(v)
 
 
 def cel_rules(*rules: tuple[str, str]) -> ConfigDict:
