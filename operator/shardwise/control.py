@@ -18,6 +18,7 @@ from shardwise.api.correction import Correction, CorrectionStatus
 from shardwise.api.dataset import DatasetStatus
 from shardwise.api.experiment import EXPERIMENT_LABEL
 from shardwise.api.forget import ForgetRequestStatus
+from shardwise.api.jobs import Baseline, Checkpoint, EvaluationRequest, JobStatus, TrainingRequest
 from shardwise.api.model import ShardedModelSpec, ShardedModelStatus
 from shardwise.brain import forget as fbrain
 from shardwise.brain.assignment import assign
@@ -439,36 +440,34 @@ class StoreControl:
         out = []
         for name in sorted({k[len(prefix):].split("/")[0] for k in self.store.list(prefix)}):
             try:
-                req = self.store.get_json(L.job_request(m.name, uid, name))
+                req = TrainingRequest.model_validate(self.store.get_json(L.job_request(m.name, uid, name)))
             except NotFound:
                 continue
             try:
                 st = self.store.get_json(L.job_status(m.name, uid, name))
             except NotFound:
                 st = {}
-            state = liveness(name, st)
+            state = liveness(name, st)  # may add a message to st (why a job failed)
             if state is None:
                 continue
+            js = JobStatus.model_validate(st)
             out.append(JobRecord(
-                name=name, shard=int(req["shard"]), from_slice=int(req["fromSlice"]), revision=int(req["revision"]),
-                state=state, chain=tuple(CheckpointRef.from_dict(d) for d in st.get("chain", [])),
-                message=st.get("message", ""), seconds=float(st.get("computeSeconds", 0.0)), corrupt=st.get("corrupt", ""),
-                slices_done=int(st.get("slicesDone", 0)), extra={"wallSeconds": st.get("wallSeconds")},
+                name=name, shard=req.shard, from_slice=req.fromSlice, revision=req.revision, state=state,
+                chain=tuple(c.ref() for c in js.chain), message=js.message, seconds=js.computeSeconds,
+                corrupt=js.corrupt, slices_done=js.slicesDone, extra={"wallSeconds": js.wallSeconds},
             ))
         return out
 
     def write_job_request(self, m: ShardedModel, a: StartJob) -> str:
         """The trainer's whole input, in the store; the Job or process only names it."""
         L, uid = self.layout, _uid(m)
-        request = {
-            "job": a.name, "namespace": self.namespace, "model": m.name, "uid": uid,
-            "spec": m.spec.model_dump(mode="json"), "dataset": m.spec.datasetRef,
-            "shard": a.shard, "fromSlice": a.from_slice, "revision": a.revision, "purpose": a.purpose,
-            "parent": a.parent.to_dict() if a.parent else None, "keep": [r.to_dict() for r in a.keep],
-        }
+        request = TrainingRequest(
+            job=a.name, namespace=self.namespace, model=m.name, uid=uid, spec=m.spec, dataset=m.spec.datasetRef,
+            shard=a.shard, fromSlice=a.from_slice, revision=a.revision, purpose=a.purpose,
+            parent=Checkpoint.of(a.parent) if a.parent else None, keep=[Checkpoint.of(r) for r in a.keep])
         key = L.job_request(m.name, uid, a.name)
         self.record_trained(m)
-        self.store.put_json(key, request)
+        self.store.put_json(key, request.model_dump(mode="json"))
         self.store.delete(L.job_status(m.name, uid, a.name))
         fault_point("job.after-request")
         self.log(f"shardedmodel/{m.name}: {a.purpose} shard {a.shard} slices {a.from_slice}..{m.spec.slices - 1} "
@@ -695,17 +694,22 @@ class StoreControl:
             return None
 
     def write_experiment_request(self, exp: Experiment, model: ShardedModel, version: int) -> str:
-        key = self.layout.experiment_request(exp.name)
-        self.store.put_json(key, {"namespace": self.namespace, "model": model.name, "uid": _uid(model),
-                                  "version": version, "spec": model.spec.model_dump(mode="json"),
-                                  "split": exp.spec.split, "output": self.layout.experiment_report(exp.name),
-                                  "datasetRevision": exp.spec.datasetRevision,
-                                  "experiment": exp.name, "predictions": self.layout.experiment_predictions(exp.name),
-                                  "baseline": exp.spec.baselineRef and {
-                                      "experiment": exp.spec.baselineRef,
-                                      "report": self.layout.experiment_report(exp.spec.baselineRef),
-                                      "predictions": self.layout.experiment_predictions(exp.spec.baselineRef)}})
+        key, L = self.layout.experiment_request(exp.name), self.layout
+        base = exp.spec.baselineRef
+        request = EvaluationRequest(
+            namespace=self.namespace, model=model.name, uid=_uid(model), version=version, spec=model.spec,
+            split=exp.spec.split, output=L.experiment_report(exp.name), datasetRevision=exp.spec.datasetRevision,
+            experiment=exp.name, predictions=L.experiment_predictions(exp.name),
+            baseline=Baseline(experiment=base, report=L.experiment_report(base),
+                              predictions=L.experiment_predictions(base)) if base else None)
+        self.store.put_json(key, request.model_dump(mode="json"))
         self.log(f"experiment/{exp.name}: testing {model.name} version {version} on the {exp.spec.split} split")
+        return key
+
+    def write_evaluation_request(self, m: ShardedModel, version: int) -> str:
+        key = self.layout.evaluation_request(m.name, _uid(m), version)
+        self.store.put_json(key, EvaluationRequest(namespace=self.namespace, model=m.name, uid=_uid(m), version=version,
+                                                   spec=m.spec).model_dump(mode="json"))
         return key
 
     def evaluation(self, m: ShardedModel, version: int) -> float | None:

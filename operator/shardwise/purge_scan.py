@@ -472,7 +472,7 @@ def load_models(paths: list[str]) -> list[ShardedModel]:
     import yaml
 
     from shardwise.errors import InvalidInput
-    from shardwise.local.manifests import parse_doc
+    from shardwise.api.validation import parse_doc
 
     out: list[ShardedModel] = []
     for path in paths:

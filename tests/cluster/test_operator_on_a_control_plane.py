@@ -135,6 +135,12 @@ def test_digits_trained_and_forgotten_with_the_charts_rbac_and_the_scan_is_clean
     except AssertionError:
         raise AssertionError(f"{op.tail()}\nkubelet: {kubelet.errors}") from None
     assert st["publishedVersion"] == 1 and kubelet.errors == []
+    # `kubectl get swm` shows the accuracy as it should be read: the Table the API server serves for it
+    table = kube.request("GET", kube.cr(ns, "ShardedModel"), accept="application/json;as=Table;v=v1;g=meta.k8s.io")
+    names = [c["name"] for c in table["columnDefinitions"]]
+    (row,) = table["rows"]
+    shown = row["cells"][names.index("Accuracy")]
+    assert shown == st["accuracy"] and len(repr(shown).split(".")[1]) <= 4, (names, row["cells"])
     trained = set(jobs(kube, ns))
     forget = examples("03-forget.yaml")[0]
     kube.apply_cr(ns, forget)

@@ -9,12 +9,13 @@ import urllib.request
 import uuid
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.controlplane import _free_port
+from tests.cluster.controlplane import REPO, _free_port
 from tests.cluster.kube import ApiError, Kube
 from tests.cluster.test_operator_on_a_control_plane import (  # noqa: F401 (cluster: a fixture)
-    Operator, chart_rbac, cluster, examples, status)
+    Operator, chart_rbac, cluster, examples, helm, status)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 FINALIZER = "shardwise.io/finalizer"
@@ -208,3 +209,115 @@ def test_a_queued_model_waits_for_admission_and_its_retrain_carries_the_forget_p
                   timeout=300)
     except AssertionError:
         raise AssertionError(f"{op.tail()}\nkubelet: {kubelet.errors}") from None
+
+
+# Where each kind the chart renders lives in the API (the chart's whole output must be known here).
+API_PATHS = {
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "Secret": ("/api/v1", "secrets", True),
+    "Service": ("/api/v1", "services", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "ValidatingAdmissionPolicy": ("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicies", False),
+    "ValidatingAdmissionPolicyBinding":
+        ("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicybindings", False),
+    "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", True),
+}
+# The Prometheus Operator is not installed here: this CRD stands in for its ServiceMonitor CRD (any spec kept),
+# so that the API server can take the chart's ServiceMonitor as a cluster with it would.
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+             "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def _install(kube: Kube, docs: list[dict], release_ns: str) -> None:
+    for d in docs:
+        if d["kind"] == "CustomResourceDefinition":
+            continue  # installed already, from the chart's crds/ (as `helm install` does before the templates)
+        base, plural, namespaced = API_PATHS[d["kind"]]
+        where = f"/namespaces/{d['metadata'].get('namespace', release_ns)}" if namespaced else ""
+        kube.apply(f"{base}{where}/{plural}/{d['metadata']['name']}", d)
+
+
+def test_the_chart_installs_as_rendered_and_its_images_pull_secrets_and_metrics_reach_pods_and_jobs(
+        control_plane, kube, seaweedfs, tmp_path):
+    """The whole chart as `helm install` would apply it (umbrella `global` values, imagePullSecrets, images by
+    digest, namespaced mode, a ServiceMonitor), on the real API server and controllers; then the operator run
+    as the Deployment's container says (its args and env, read back from the API server; the ports moved to
+    free ones on this machine), with the chart's ServiceAccount token."""
+    release, digest = f"sw-{uuid.uuid4().hex[:6]}", "sha256:" + "ab" * 32
+    release_ns = f"{release}-system"
+    ns, env = tenant(kube, seaweedfs)
+    kube.namespace(release_ns)
+    kube.apply(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{SERVICE_MONITOR_CRD['metadata']['name']}",
+               SERVICE_MONITOR_CRD)
+    kube.wait("ServiceMonitor CRD served", lambda: any(
+        r["name"] == "servicemonitors" for r in kube.get("/apis/monitoring.coreos.com/v1")["resources"]))
+    kube.post(f"/api/v1/namespaces/{ns}/secrets", {"apiVersion": "v1", "kind": "Secret", "type":
+              "kubernetes.io/dockerconfigjson", "metadata": {"name": "regcred"},
+              "stringData": {".dockerconfigjson": '{"auths": {}}'}})
+    values = {"global": {"imageRegistry": "registry.example", "storageClass": "fast"},  # an umbrella chart's
+              "imagePullSecrets": [{"name": "regcred"}],
+              "image": {"operator": {"digest": digest}, "trainer": {"digest": digest}},
+              "watch": {"clusterWide": False, "namespaces": [ns]},
+              "store": {"endpoint": env["SHARDWISE_S3_ENDPOINT"], "bucket": env["SHARDWISE_STORE_BUCKET"]},
+              "operator": {"logFormat": "json"},
+              "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}}
+    files = helm.Chart.load(str(REPO / "charts" / "shardwise")).render(
+        values, name=release, namespace=release_ns, is_install=True)
+    docs = [d for path, text in files.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+    _install(kube, docs, release_ns)
+
+    # the Deployment's Pod, made by the real Deployment and ReplicaSet controllers, carries what was asked
+    pods = f"/api/v1/namespaces/{release_ns}/pods"
+    (pod,) = kube.wait("operator Pod created", lambda: kube.get(pods)["items"], timeout=60)
+    spec = pod["spec"]
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert spec["containers"][0]["image"] == f"shardwise/operator@{digest}"
+    (svc,) = [d for d in docs if d["kind"] == "Service"]
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()  # the metrics Service finds it
+    assert "metrics" in {p["name"] for p in spec["containers"][0]["ports"]}
+    monitor = kube.get(f"/apis/monitoring.coreos.com/v1/namespaces/{release_ns}/servicemonitors/{release}-operator")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+
+    # the operator as that container runs, with the ServiceAccount the chart made
+    (container,) = kube.get(f"/apis/apps/v1/namespaces/{release_ns}/deployments/{release}-operator")[
+        "spec"]["template"]["spec"]["containers"]
+    health, metrics = _free_port(), _free_port()
+    args = [a.replace("0.0.0.0:8080", f"127.0.0.1:{health}").replace("=8081", f"={metrics}")
+            for a in container["args"]][1:]
+    token = kube.post(f"/api/v1/namespaces/{release_ns}/serviceaccounts/{spec['serviceAccountName']}/token",
+                      {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                       "spec": {"expirationSeconds": 3600}})["status"]["token"]
+    op = Operator(control_plane, token, {e["name"]: e["value"] for e in container["env"] if e["name"] != "HOME"},
+                  tmp_path, tuple(args))
+    op.start()
+    try:
+        kube.apply_cr(ns, examples("01-dataset.yaml")[0])
+        kube.apply_cr(ns, {"kind": "ShardedModel", "metadata": {"name": "m"}, "spec": {"datasetRef": "digits", **TINY}})
+        jobs = kube.wait("trainer Jobs", lambda: kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs")["items"],
+                         timeout=120)
+        for j in jobs:
+            pod_spec = j["spec"]["template"]["spec"]
+            assert pod_spec["imagePullSecrets"] == [{"name": "regcred"}]
+            assert {c["image"] for c in pod_spec["containers"]} == {f"shardwise/trainer@{digest}"}
+        lease = kube.get(f"/apis/coordination.k8s.io/v1/namespaces/{release_ns}/leases/{release}-operator")
+        assert lease["spec"]["holderIdentity"]  # led through the chart's leader Role
+        with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=5) as r:
+            assert r.status == 200
+        scraped = scrape(metrics)
+        assert scraped[("shardwise_reconcile_pass_seconds_count", (("namespace", ns),))] >= 1
+        lines = [json.loads(x) for x in op.text().splitlines() if x.startswith("{")]
+        assert any("shardedmodel/m" in x.get("message", "") for x in lines), op.tail()
+    except AssertionError:
+        raise AssertionError(op.tail()) from None
+    finally:
+        op.kill()

@@ -91,7 +91,9 @@ def test_train_diagnose_fix_in_the_page_retrain_and_compare(tmp_path, monkeypatc
     assert "against before-fixes (version 1)" in after.condition("Ready").message
     cmp = store.get_json(L.experiment_report("after-fixes"))["comparison"]
     assert (cmp["baseline"], cmp["baselineVersion"]) == ("before-fixes", 1)
-    assert cmp["deltas"]["accuracy"] == pytest.approx(after.accuracy - before.accuracy)
+    exact = {x: store.get_json(L.experiment_report(x))["accuracy"] for x in ("before-fixes", "after-fixes")}
+    assert cmp["deltas"]["accuracy"] == pytest.approx(exact["after-fixes"] - exact["before-fixes"])
+    assert after.accuracyDelta == round(cmp["deltas"]["accuracy"], 4)  # a status shows four decimals
 
     # the model's share, another way: version 1 tested on the corrected revision (spec.datasetRevision)
     reg.apply(experiment("v1-on-corrected", model="noisy-mlp", dataset="noisy-digits", modelVersion=1,
@@ -99,7 +101,8 @@ def test_train_diagnose_fix_in_the_page_retrain_and_compare(tmp_path, monkeypatc
     assert sw("reconcile") == 0
     v1_fixed = reg.require(Experiment, "v1-on-corrected").status
     assert v1_fixed.phase == "Succeeded" and v1_fixed.accuracy >= before.accuracy
-    assert cmp["modelDelta"] == pytest.approx(after.accuracy - v1_fixed.accuracy)
+    v1_exact = store.get_json(L.experiment_report("v1-on-corrected"))["accuracy"]
+    assert cmp["modelDelta"] == pytest.approx(exact["after-fixes"] - v1_exact)
 
     capsys.readouterr()
     assert sw("report", "after-fixes", "--out", str(tmp_path / "after.html")) == 0

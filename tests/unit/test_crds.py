@@ -378,3 +378,21 @@ def test_a_non_finite_number_kept_from_another_tool_reads_back_the_same():
     doc = r.to_doc()
     assert "" not in doc["status"]
     assert ForgetRequest.model_validate(json.loads(json.dumps(doc))).to_doc() == doc
+
+
+def test_a_figure_in_a_status_is_shown_to_four_decimals_whichever_way_it_is_set():
+    """kubectl cannot format a printer column, so the status holds the figure as it should be read; the
+    store keeps the exact one."""
+    from shardwise.api import Experiment, ShardedModel
+
+    st = ShardedModel.model_validate({"apiVersion": "shardwise.io/v1alpha1", "kind": "ShardedModel",
+                                      "metadata": {"name": "m"}, "spec": {"datasetRef": "d"},
+                                      "status": {"accuracy": 0.822222222}}).status
+    assert st.accuracy == 0.8222
+    st.accuracy = 2 / 3  # as a reconcile pass sets it
+    assert st.accuracy == 0.6667
+    x = Experiment.model_validate({"apiVersion": "shardwise.io/v1alpha1", "kind": "Experiment",
+                                   "metadata": {"name": "x"}, "spec": {"datasetRef": "d", "modelRef": "m"}, "status": {}})
+    x.status.macroF1, x.status.calibrationError, x.status.accuracyDelta = 0.123456, 0.0312345, -0.00004
+    assert (x.status.macroF1, x.status.calibrationError, x.status.accuracyDelta) == (0.1235, 0.0312, -0.0)
+    assert x.to_doc()["status"]["macroF1"] == 0.1235

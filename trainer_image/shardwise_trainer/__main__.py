@@ -35,74 +35,86 @@ def main(argv: list[str] | None = None) -> int:
 
     from pydantic import ValidationError
 
+    from shardwise.api.jobs import Checkpoint, JobStatus, TrainingRequest
+    from shardwise.api.validation import describe_validation
     from shardwise.errors import CorruptObject, ShardwiseError, Superseded
     from shardwise.store import open_store
+    from shardwise.store.layout import Layout
 
     store = open_store(args.store)
-    status_key = args.request.rsplit("/", 1)[0] + "/status.json"
     t0 = time.time()
     try:
-        request = store.get_json(args.request)
+        doc = store.get_json(args.request)
     except ShardwiseError as e:
         print(f"trainer: cannot read job request: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    try:
+        request = TrainingRequest.model_validate(doc)
+    except ValidationError as e:  # written by another version of the control plane, or by hand
+        print(f"trainer: bad configuration: job request {args.request}: {describe_validation(e)}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    status_key = Layout(request.namespace).job_status(request.model, request.uid, request.job)
+
+    def report(status: JobStatus) -> None:
+        store.put_json(status_key, status.to_doc())
 
     mismatch = _check_args(args, request)
     if mismatch:
-        store.put_json(status_key, {"state": "failed", "message": f"bad configuration: {mismatch}"})
+        report(JobStatus(state="failed", message=f"bad configuration: {mismatch}"))
         print(f"trainer: bad configuration: {mismatch}", file=sys.stderr)
         return EXIT_BAD_CONFIG
 
     def progress(s: int, compute: float) -> None:
-        print(json.dumps({"job": request["job"], "sliceDone": s, "computeSeconds": round(compute, 3)}), flush=True)
-        store.put_json(status_key, {"state": "running", "slicesDone": s + 1 - int(request["fromSlice"])})
+        print(json.dumps({"job": request.job, "sliceDone": s, "computeSeconds": round(compute, 3)}), flush=True)
+        report(JobStatus(state="running", slicesDone=s + 1 - request.fromSlice))
 
     from shardwise_trainer.train import train_shard
 
     try:
         refs, compute = train_shard(store, request, progress)
     except CorruptObject as e:  # retrying would read the same bytes: fail, and let the reconciler rebuild it
-        store.put_json(status_key, {"state": "failed", "message": str(e), "corrupt": e.key})
+        report(JobStatus(state="failed", message=str(e), corrupt=e.key))
         print(f"trainer: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     except Superseded as e:  # not to be retried: the reconciler plans again at the newer revision
         print(f"trainer: superseded: {e}", file=sys.stderr)
         if not e.refs:
-            store.put_json(status_key, {"state": "failed", "message": f"superseded: {e}", "superseded": True})
+            report(JobStatus(state="failed", message=f"superseded: {e}", superseded=True))
             return EXIT_BAD_CONFIG
         # the slices it could train are exact for its revision: a shorter chain, which the reconciler extends
-        store.put_json(status_key, {"state": "succeeded", "chain": request.get("keep", []) + [r.to_dict() for r in
-                                    e.refs], "computeSeconds": e.compute, "wallSeconds": time.time() - t0,
-                                    "message": f"superseded: {e}"})
+        report(JobStatus(state="succeeded", chain=request.keep + [Checkpoint.of(r) for r in e.refs],
+                         computeSeconds=e.compute, wallSeconds=time.time() - t0, message=f"superseded: {e}"))
         return 0
     except (ValueError, ValidationError) as e:
-        store.put_json(status_key, {"state": "failed", "message": f"bad configuration: {e}"})
+        report(JobStatus(state="failed", message=f"bad configuration: {e}"))
         print(f"trainer: bad configuration: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     except Exception as e:  # reported in the job status, then a retryable failure
         traceback.print_exc()
-        store.put_json(status_key, {"state": "failed", "message": f"{type(e).__name__}: {e}"})
+        report(JobStatus(state="failed", message=f"{type(e).__name__}: {e}"))
         return 1
-    store.put_json(
-        status_key,
-        {
-            "state": "succeeded",
-            "chain": request.get("keep", []) + [r.to_dict() for r in refs],
-            "computeSeconds": compute,
-            "wallSeconds": time.time() - t0,
-        },
-    )
+    report(JobStatus(state="succeeded", chain=request.keep + [Checkpoint.of(r) for r in refs],
+                     computeSeconds=compute, wallSeconds=time.time() - t0))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from shardwise.api.jobs import EvaluationRequest
+    from shardwise.api.validation import describe_validation
     from shardwise.errors import ShardwiseError
     from shardwise.store import open_store
     from shardwise_trainer.evaluate import evaluate_version
 
     try:
         store = open_store(args.store)
-        result = evaluate_version(store, store.get_json(args.request))
+        request = EvaluationRequest.model_validate(store.get_json(args.request))
+        result = evaluate_version(store, request)
+    except ValidationError as e:
+        print(f"trainer: bad configuration: evaluation request {args.request}: {describe_validation(e)}",
+              file=sys.stderr)
+        return EXIT_BAD_CONFIG
     except ShardwiseError as e:
         print(f"trainer: evaluation failed: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -112,11 +124,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_args(args: argparse.Namespace, request: dict) -> str | None:
-    parent = (request.get("parent") or {}).get("key", "none")
-    last = int(request["spec"]["slices"]) - 1
-    for flag, given, want in (("--shard", args.shard, request["shard"]), ("--from-slice", args.from_slice,
-                              request["fromSlice"]), ("--to-slice", args.to_slice, last), ("--parent", args.parent, parent)):
+def _check_args(args: argparse.Namespace, request) -> str | None:
+    parent = request.parent.key if request.parent else "none"
+    last = request.spec.slices - 1
+    for flag, given, want in (("--shard", args.shard, request.shard), ("--from-slice", args.from_slice,
+                              request.fromSlice), ("--to-slice", args.to_slice, last), ("--parent", args.parent, parent)):
         if given is not None and str(given) != str(want):
             return f"{flag} {given} does not match the job request ({want})"
     return None

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from shardwise.api.jobs import EvaluationRequest
 from shardwise.api.model import ShardedModelSpec
 from shardwise.brain.ensemble import aggregate
 from shardwise.brain.lineage import CheckpointRef
@@ -16,25 +17,26 @@ from shardwise.store.layout import Layout
 from shardwise_trainer.train import predict_proba
 
 
-def evaluate_version(store: Store, request: dict[str, Any]) -> dict[str, Any]:
+def evaluate_version(store: Store, request: EvaluationRequest | dict[str, Any]) -> dict[str, Any]:
     """request: namespace, model, uid, version, spec, and optionally split (test, train, all) and
     output (a store key; default the model's evals/). Writes and returns the evaluation.
 
     An Experiment's request also has "experiment" and "predictions" (a store key): then every
     active sample is predicted, the predictions are written there, and the output is the full
     report (see `experiment_report`)."""
-    L = Layout(request["namespace"])
-    spec = ShardedModelSpec.model_validate(request["spec"])
-    name, uid, n = request["model"], request["uid"], int(request["version"])
+    req = EvaluationRequest.model_validate(request)
+    L = Layout(req.namespace)
+    spec = req.spec
+    name, uid, n = req.model, req.uid, req.version
     version = VersionManifest.from_dict(store.get_json(L.version(name, uid, n)))
     # an Experiment may test on a later revision (corrected labels); otherwise the version's own
     datasets = DatasetStore(store, L)
-    view = datasets.view(spec.datasetRef, int(request.get("datasetRevision") or version.revision))
-    split = request.get("split", "test")
-    if request.get("predictions"):
+    view = datasets.view(spec.datasetRef, req.datasetRevision or version.revision)
+    split = req.split
+    if req.predictions:
         # samples dropped since the tested revision stay out (forgotten ones are in no view)
-        result = experiment_report(store, request, spec, version, view, view.dropped_now)
-        store.put_json(request.get("output") or L.experiment_report(request["experiment"]), result)
+        result = experiment_report(store, req, version, view, view.dropped_now)
+        store.put_json(req.output or L.experiment_report(req.experiment or name), result)
         return result
     chosen = {"test": ~view.train, "train": view.train, "all": np.ones_like(view.train)}[split]
     test = np.flatnonzero(chosen & view.state.active)
@@ -43,7 +45,7 @@ def evaluate_version(store: Store, request: dict[str, Any]) -> dict[str, Any]:
         probs = predict_proba(store, spec, version.finals(), view.table.features[test], len(view.table.class_names))
         pred = aggregate(probs, spec.aggregation, version.voting()).argmax(1)
         result["accuracy"] = float((pred == view.state.labels[test]).mean())
-    store.put_json(request.get("output") or L.evaluation(name, uid, n), result)
+    store.put_json(req.output or L.evaluation(name, uid, n), result)
     return result
 
 
@@ -62,26 +64,26 @@ def predict_all(store: Store, spec: ShardedModelSpec, finals: list[CheckpointRef
                        None if voting is None else np.asarray(voting, dtype=bool))
 
 
-def experiment_report(store: Store, request: dict[str, Any], spec: ShardedModelSpec, version: VersionManifest,
-                      view: DatasetView, forgotten_now: np.ndarray) -> dict[str, Any]:
-    """Writes predictions.npz to request["predictions"] and returns the report (the output is written
-    after it, so a report always has its predictions). With request["baseline"] (experiment, report
+def experiment_report(store: Store, req: EvaluationRequest, version: VersionManifest, view: DatasetView,
+                      forgotten_now: np.ndarray) -> dict[str, Any]:
+    """Writes predictions.npz to req.predictions and returns the report (the output is written
+    after it, so a report always has its predictions). With req.baseline (experiment, report
     and predictions keys), the report's `comparison` is against that Experiment's stored run.
 
     forgotten_now: the rows dropped at the Dataset's current revision (forgotten samples are in no
     view). Testing an older revision, they stay out: the purge would take them out again."""
     from shardwise.diagnosis.diagnose import diagnose
 
-    split = request.get("split", "test")
+    spec, split = req.spec, req.split
     preds = predict_all(store, spec, version.finals(), view, forgotten_now, version.voting())
-    store.put_verified(request["predictions"], preds.to_npz())
-    report = {"experiment": request.get("experiment"), "model": request["model"], "modelUid": request["uid"],
+    store.put_verified(req.predictions, preds.to_npz())
+    report = {"experiment": req.experiment, "model": req.model, "modelUid": req.uid,
               "version": version.version,
               "dataset": spec.datasetRef, "datasetRevision": view.state.revision, "modelRevision": version.revision,
               "split": split,
-              **diagnose(preds, split), "predictionsKey": request["predictions"], "comparison": None}
-    if request.get("baseline"):
-        report["comparison"] = compare_with_baseline(store, report, preds, request["baseline"])
+              **diagnose(preds, split), "predictionsKey": req.predictions, "comparison": None}
+    if req.baseline:
+        report["comparison"] = compare_with_baseline(store, report, preds, req.baseline.model_dump())
     return report
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from shardwise.api.jobs import TrainingRequest
 from shardwise.api.model import ShardedModelSpec
 from shardwise.brain.lineage import CheckpointRef, slice_fingerprints
 from shardwise.datasets import DatasetStore, DatasetView
@@ -81,16 +82,17 @@ def load_net(spec: ShardedModelSpec, view_shape: tuple[int, ...], classes: int, 
 
 def train_shard(
     store: Store,
-    request: dict[str, Any],
+    request: TrainingRequest | dict[str, Any],
     progress: Callable[[int, float], None] = lambda s, secs: None,
 ) -> tuple[list[CheckpointRef], float]:
     """Run one job request (written by the control plane). Returns the new refs and compute seconds."""
-    layout = Layout(request["namespace"])
-    spec = ShardedModelSpec.model_validate(request["spec"])
-    shard, start, rev = int(request["shard"]), int(request["fromSlice"]), int(request["revision"])
+    req = TrainingRequest.model_validate(request)
+    layout = Layout(req.namespace)
+    spec = req.spec
+    shard, start, rev = req.shard, req.fromSlice, req.revision
     if not (0 <= shard < spec.shards and 0 <= start < spec.slices):
         raise ValueError(f"shard {shard} / fromSlice {start} outside the model's {spec.shards}x{spec.slices} grid")
-    view: DatasetView = DatasetStore(store, layout).view(request["dataset"], rev)
+    view: DatasetView = DatasetStore(store, layout).view(req.dataset, rev)
     by_owner = spec.groupBy == "owner"
     seed = spec.training.seed
     # Samples of this shard forgotten since `rev` are gone from the payload: revision `rev` can be read
@@ -105,7 +107,7 @@ def train_shard(
         raise Superseded(f"{why}; nothing of this job can be trained at its revision")
     assignment = view.assignment(spec.shards, spec.slices, seed, by_owner)
     fps = slice_fingerprints(assignment, view.state, view.id_words)[shard]
-    keep = [CheckpointRef.from_dict(d) for d in request.get("keep", [])]
+    keep = [c.ref() for c in req.keep]
     if len(keep) != start:
         raise ValueError(f"request keeps {len(keep)} checkpoints but starts at slice {start}")
 
@@ -161,7 +163,7 @@ def train_shard(
 
         lineage_fp.append(fps[s])
         lineage_rev.append(rev)
-        key = layout.checkpoint(request["model"], request["uid"], shard, s, rev)
+        key = layout.checkpoint(req.model, req.uid, shard, s, rev)
         sha = store.put_verified(key, blob)  # atomic: never visible half-written
         fault_point("trainer.after-checkpoint")
         ref = CheckpointRef(shard, s, key, sha, weights_sha256(state), tuple(lineage_fp), tuple(lineage_rev))

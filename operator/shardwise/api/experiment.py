@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from shardwise.api.common import Name, Resource, StatusBase, Strict, cel_rules
+from shardwise.api.common import Figure, Name, Resource, StatusBase, Strict, cel_rules
 from shardwise.api.model import ModelSettings
 
 
@@ -51,13 +51,13 @@ class ExperimentSpec(Strict):
 class ExperimentStatus(StatusBase):
     model: str | None = Field(None, description="The ShardedModel tested (spec.modelRef, or the one it trains).")
     modelVersion: int | None = Field(None, ge=1, description="The model version tested.")
-    accuracy: float | None = Field(None, description="Ensemble accuracy on the split.")
-    macroF1: float | None = Field(None, description="Mean F1 over the classes present in the split.")
-    calibrationError: float | None = Field(
+    accuracy: Figure | None = Field(None, description="Ensemble accuracy on the split.")
+    macroF1: Figure | None = Field(None, description="Mean F1 over the classes present in the split.")
+    calibrationError: Figure | None = Field(
         None, description="Expected calibration error of the ensemble on the split (15 equal-width confidence bins).")
     labelIssues: int | None = Field(
         None, ge=0, description="Samples flagged as possibly mislabeled (out-of-shard probabilities, all active samples).")
-    accuracyDelta: float | None = Field(
+    accuracyDelta: Figure | None = Field(
         None, description="Accuracy minus the baseline Experiment's (spec.baselineRef), on the same split.")
     reportKey: str | None = Field(None, description="Store key of the full report.")
 

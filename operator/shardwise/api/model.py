@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from shardwise.api.common import Name, Resource, StatusBase, Strict
+from shardwise.api.common import Figure, Name, Resource, StatusBase, Strict
 
 
 class ArchitectureSpec(Strict):
@@ -94,7 +94,7 @@ class ShardedModelStatus(StatusBase):
     shards: int | None = None
     shardsReady: int | None = Field(None, description="Shards whose chain matches the current dataset revision.")
     shardsReadyText: str | None = Field(None, description="shardsReady/shards, for kubectl get.")
-    accuracy: float | None = Field(None, description="Accuracy of the published version on the held-out split.")
+    accuracy: Figure | None = Field(None, description="Accuracy of the published version on the held-out split.")
     purgedRevision: int | None = Field(None, description="Highest dataset revision whose forgotten samples are purged.")
     accuracyVersion: int | None = Field(None, description="The version `accuracy` was measured on.")
     placement: dict[str, Any] | None = Field(None, description=(

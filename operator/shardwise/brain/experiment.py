@@ -41,6 +41,12 @@ class CreateModel:
     name: str
 
 
+def experiment_job_name(experiment: str, version: int) -> str:
+    """An Experiment's test run of a version (a Job name: 63 characters at most)."""
+    suffix = f"-x-v{version}"
+    return experiment[: 63 - len(suffix)] + suffix
+
+
 def build_experiment_model(exp: Experiment) -> ShardedModel:
     """The ShardedModel of an Experiment with spec.train: its name, labelled as the Experiment's. Pure.
 

@@ -68,6 +68,12 @@ class ModelObservation:
 MIN_PER_SLICE = 10  # below this many training samples a slice on average, a spec is warned about
 
 
+def evaluation_job_name(model: str, version: int) -> str:
+    """The held-out evaluation of a published version (a Job name: 63 characters at most)."""
+    suffix = f"-eval-v{version}"
+    return model[: 63 - len(suffix)] + suffix
+
+
 def placement_warning(spread: dict, shards: int, slices: int) -> str | None:
     """Why a spec leaves shards or slices (nearly) empty on this Dataset, or None.
 

@@ -1,8 +1,10 @@
 """The kube body: API objects in, brain decisions out as Jobs, status patches and Events.
 
-Everything it knows comes from the API server (resources, Jobs, status) and the
-store; nothing is kept in memory between calls, so a restart resumes where the
-last run stopped. Job names are deterministic, so a repeated step is a no-op.
+The pass itself is reconcile/namespace.py; this module supplies it with resources (listed and
+patched on the API server) and an executor (Jobs). Everything the pass decides from comes from the
+API server and the store; what is kept between events (one reconciler per namespace: its store
+client and dataset cache) only saves work, so a restart resumes where the last run stopped. Job
+names are deterministic, so a repeated step is a no-op.
 """
 
 from __future__ import annotations
@@ -17,20 +19,19 @@ from minio import Minio
 from pydantic import ValidationError
 
 from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, ShardedModel
-from shardwise.api.common import Resource, iso, now
-from shardwise.api.dataset import DatasetStatus
-from shardwise.brain.experiment import CreateModel, build_experiment_model, reconcile_experiment
-from shardwise.brain.model import Evaluate, Publish, Purge, StartJob, reconcile_model
+from shardwise.api.common import Resource, StatusBase, iso, now
+from shardwise.brain.model import StartJob
 from shardwise.control import StoreControl
 from shardwise.errors import ShardwiseError
 from shardwise.kube import metrics
 from shardwise.kube.client import Kube
 from shardwise.kube.jobs import (TrainerSettings, build_evaluation_job, build_experiment_job,
-                                 build_experiment_model_body, build_training_job, evaluation_job_name,
-                                 experiment_job_name)
+                                 build_experiment_model_body, build_training_job)
 from shardwise.kube.settings import OperatorSettings
-from shardwise.local.manifests import describe_validation
-from shardwise.store import open_store
+from shardwise.api.validation import describe_validation
+from shardwise.reconcile.namespace import NamespaceReconciler
+from shardwise.reconcile.ports import Snapshot, SourceAccess
+from shardwise.store import open_store, s3_attempts, s3_client
 from shardwise.store.base import Store
 from shardwise.store.s3 import S3Store
 
@@ -45,28 +46,37 @@ _locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 class Body:
     def __init__(self, kube: Kube, settings: OperatorSettings):
         self.kube, self.settings = kube, settings
+        self._reconcilers: dict[str, tuple[tuple[str, ...], NamespaceReconciler]] = {}
 
     # -- plumbing -------------------------------------------------------------------------
     async def store_for(self, ns: str) -> Store:
         """The tenant's store: its own prefix, with credentials from its own Secret."""
-        if self.settings.dev_store:
-            return open_store(self.settings.dev_store)
-        store = S3Store(await self._tenant_client(ns), self.settings.bucket, self.settings.prefix)
-        await asyncio.to_thread(store.ensure_bucket)
-        return store
+        return (await self._store_and_creds(ns))[0]
 
-    async def _tenant_client(self, ns: str) -> Minio:
+    async def _store_and_creds(self, ns: str) -> tuple[Store, tuple[str, ...]]:
+        kept = self._reconcilers.get(ns)
+        if self.settings.dev_store:
+            return (kept[1].control.store if kept else open_store(self.settings.dev_store)), ()
+        creds = await self._tenant_creds(ns)
+        if kept is not None and kept[0] == creds:
+            return kept[1].control.store, creds
+        store = S3Store(self._client(creds), self.settings.bucket, self.settings.prefix, attempts=s3_attempts())
+        await asyncio.to_thread(store.ensure_bucket)
+        return store, creds
+
+    async def _tenant_creds(self, ns: str) -> tuple[str, str]:
         creds = await self.kube.secret(ns, self.settings.s3_secret)
-        endpoint = self.settings.s3_endpoint
-        return Minio(endpoint.split("://", 1)[-1], creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"],
-                     secure=endpoint.startswith("https://"))
+        return creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"]
+
+    def _client(self, creds: tuple[str, ...]) -> Minio:
+        return s3_client(self.settings.s3_endpoint, *creds)
 
     async def source_opener(self, ns: str) -> Callable[[str], Store] | None:
         """How a Dataset's s3:// source is read: with the tenant's own credentials (its Secret), never the
         operator's, so a tenant reads only what its keys reach. None in dev mode (the process env)."""
         if self.settings.dev_store:
             return None
-        client = await self._tenant_client(ns)
+        client = self._client(await self._tenant_creds(ns))
 
         def open_source(uri: str) -> Store:  # "s3://bucket": read only, so the bucket is never created
             return S3Store(client, uri[len("s3://"):].split("/", 1)[0], "", attempts=3)
@@ -103,76 +113,29 @@ class Body:
         return True
 
     # -- the namespace pass ------------------------------------------------------------------
+    async def reconciler(self, ns: str) -> NamespaceReconciler:
+        """One reconciler per namespace, kept across events (its store, its dataset cache); made anew when
+        the tenant's store credentials change."""
+        store, creds = await self._store_and_creds(ns)
+        kept = self._reconcilers.get(ns)
+        if kept is None or kept[0] != creds:
+            control = StoreControl(store, ns, log.info)
+            kept = (creds, NamespaceReconciler(control, KubeResources(self, ns), JobExecutor(self, ns), log.info))
+            self._reconcilers[ns] = kept
+        return kept[1]
+
     async def reconcile_namespace(self, ns: str, max_passes: int = 8) -> None:
         """Passes until nothing changes (publish, purge and completion are steps of their own)."""
         async with _locks[ns]:
-            control = StoreControl(await self.store_for(ns), ns, log.info)
+            rec = await self.reconciler(ns)
             try:
                 for _ in range(max_passes):
                     with metrics.PASS_SECONDS.labels(ns).time():
-                        if not await self._pass(ns, control):
+                        if not await rec.run_pass():
                             return
             finally:
                 jobs = await self.kube.managed_jobs(ns)
                 metrics.observe_namespace(ns, jobs, await self.kube.list("forgetrequests", ns), now())
-
-    async def _pass(self, ns: str, control: StoreControl) -> bool:
-        """Datasets, forget requests, corrections, models, experiments, completions: the local body's order."""
-        changed = False
-        docs = {p: await self.kube.list(p, ns) for p in ("datasets", "forgetrequests", "corrections",
-                                                                 "shardedmodels", "experiments")}
-        await self._mark_in_use(ns, docs)
-        datasets: dict[str, Dataset | bool] = {}
-        for doc in docs["datasets"]:
-            ds = await self._parse(Dataset, doc)
-            if ds is None:
-                datasets[doc["metadata"]["name"]] = False  # an invalid spec: its models wait, naming it
-                continue
-            datasets[ds.name] = ds
-            if ds.spec.source.uri and not ds.spec.source.uri.startswith("s3://"):
-                await self._put_status(ds, _failed(ds, "spec.source.uri: in a cluster a Dataset is read from "
-                                                       "s3:// only (the operator never reads its own files)"))
-                continue
-            opener = await self.source_opener(ns) if ds.spec.source.uri else None
-            if await self._put_status(ds, await asyncio.to_thread(control.reconcile_dataset, ds, opener)):
-                changed = True
-                _event(doc, reason=ds.status.phase, message=ds.status.message or f"revision {ds.status.revision}")
-        frs = [fr for fr in [await self._parse(ForgetRequest, d) for d in docs["forgetrequests"]] if fr]
-        pending: dict[str, list[ForgetRequest]] = defaultdict(list)
-        for fr in frs:
-            if fr.status is None or (fr.status.phase == "Pending" and fr.status.datasetRevision is None):
-                pending[fr.spec.datasetRef].append(fr)
-        for ds_name, requests in pending.items():
-            result = await asyncio.to_thread(control.accept_forgets, ds_name, requests)
-            for fr in requests:
-                if fr.name in result and await self._put_status(fr, result[fr.name]):
-                    changed = True
-                    _event(fr.to_doc(), reason=fr.status.phase, message=fr.status.message or
-                              f"tombstoned in dataset revision {fr.status.datasetRevision}")
-        for doc in docs["corrections"]:  # after the forgets: a forgotten sample is not relabelled
-            c = await self._parse(Correction, doc)
-            st = await asyncio.to_thread(control.apply_correction, c) if c is not None else None
-            if st is not None and await self._put_status(c, st):
-                changed = True
-                _event(doc, reason=st.phase, message=st.message)
-        models = [m for m in [await self._parse(ShardedModel, d) for d in docs["shardedmodels"]] if m]
-        for m in models:
-            if getattr(m.metadata, "deletionTimestamp", None):
-                continue  # being deleted: no new Jobs or job requests under a prefix its deletion removes
-            changed |= await self.reconcile_model(m, control, datasets.get(m.spec.datasetRef))
-        for doc in docs["experiments"]:
-            exp = await self._parse(Experiment, doc)
-            if exp is not None:
-                changed |= await self.reconcile_experiment(exp, models, control)
-        for fr in frs:
-            same = [m for m in models if m.spec.datasetRef == fr.spec.datasetRef]
-            st = await asyncio.to_thread(control.complete_forget, fr, same)
-            if st is not None and await self._put_status(fr, st):
-                changed = True
-                if st.phase == "Complete":
-                    _event(fr.to_doc(), reason="Complete", message=st.message)
-                    metrics.certified(ns, fr.metadata.creationTimestamp, st.completedAt)
-        return changed
 
     async def _mark_in_use(self, ns: str, docs: dict[str, list[dict[str, Any]]]) -> None:
         """Label each Dataset in use, and only those (see IN_USE)."""
@@ -184,75 +147,15 @@ class Body:
                 await self.kube.patch_labels("datasets", ns, meta["name"], {IN_USE: want})
                 meta.setdefault("labels", {})[IN_USE] = want
 
-    async def reconcile_model(self, m: ShardedModel, control: StoreControl,
-                              dataset: Dataset | None | bool = True) -> bool:
-        ns = m.namespace
-        jobs = await self.kube.jobs_of(ns, m.name)
-        obs = await asyncio.to_thread(control.observe_model, m, _liveness(jobs), dataset)
-        actions, status = reconcile_model(obs)
-        acted = False
-        for a in actions:
-            acted |= not isinstance(a, (StartJob, Evaluate))  # publish and purge call for another pass
-            if isinstance(a, StartJob):
-                if a.name in jobs:
-                    continue  # exists already (e.g. after a restart): nothing to do
-                key = await asyncio.to_thread(control.write_job_request, m, a)
-                if await self.kube.create_job(ns, build_training_job(m, a, key, self.trainer(ns))):
-                    _event(m.to_doc(), reason="JobCreated",
-                              message=f"{a.purpose} shard {a.shard} from slice {a.from_slice} (job {a.name})")
-            elif isinstance(a, Publish):
-                await asyncio.to_thread(control.publish, m, a.manifest, obs)
-                _event(m.to_doc(), reason="Published", message=f"version {a.manifest.version}")
-            elif isinstance(a, Purge):
-                status.purgedRevision = await asyncio.to_thread(control.purge, m, a.revision, obs)
-                _event(m.to_doc(), reason="Purged", message=f"dataset revision {a.revision}")
-            elif isinstance(a, Evaluate):
-                acc = await asyncio.to_thread(control.evaluation, m, a.version)
-                if acc is not None:
-                    status.accuracy, status.accuracyVersion = acc, a.version
-                    acted = True
-                elif evaluation_job_name(m.name, a.version) not in jobs:
-                    key = f"{control.layout.model(m.name, m.metadata.uid or 'nouid')}/evals/{a.version:06d}.request.json"
-                    control.store.put_json(key, {"namespace": ns, "model": m.name, "uid": m.metadata.uid,
-                                                 "version": a.version, "spec": m.spec.model_dump(mode="json")})
-                    await self.kube.create_job(ns, build_evaluation_job(m, a.version, key, self.trainer(ns)))
-        old_phase = m.status.phase if m.status else None
-        changed = await self._put_status(m, status)
-        if changed and status.phase != old_phase:
-            _event(m.to_doc(), reason=status.phase, message=status.condition("Ready").message
-                      if status.condition("Ready") else "")
-        return changed or acted
-
-    async def reconcile_experiment(self, exp: Experiment, models: list[ShardedModel], control: StoreControl) -> bool:
-        obs = await asyncio.to_thread(control.experiment_inputs, exp, models)
-        key = control.layout.experiment_report(exp.name)
-        actions, status = reconcile_experiment(exp.name, exp.spec, exp.status, exp.metadata.generation, obs, key)
-        for a in actions:
-            if isinstance(a, CreateModel):  # its own events bring the next passes
-                if await self.kube.create("shardedmodels", exp.namespace,
-                                          build_experiment_model_body(exp, build_experiment_model(exp))):
-                    _event(exp.to_doc(), reason="ModelCreated", message=f"training ShardedModel {a.name}")
-                continue
-            model = next(m for m in models if m.name == exp.spec.model_name(exp.name))
-            name = experiment_job_name(exp.name, a.model_version)
-            if name in await self.kube.jobs_of(exp.namespace, model.name):
-                continue  # running already: its completion event brings the next pass
-            req = await asyncio.to_thread(control.write_experiment_request, exp, model, a.model_version)
-            if await self.kube.create_job(exp.namespace, build_experiment_job(model, exp, a.model_version, req,
-                                                                              self.trainer(exp.namespace))):
-                _event(exp.to_doc(), reason="JobCreated", message=f"testing version {a.model_version}")
-        return await self._put_status(exp, status)
-
     async def delete_model(self, m: ShardedModel) -> int:
         """storagePolicy Delete: remove the model's objects from the store; Retain keeps them (and the
         record beside its Dataset, so that later forgets purge them too)."""
         if m.spec.storagePolicy != "Delete":
             return 0
         async with _locks[m.namespace]:  # not while a pass of its namespace may write under the model's prefix
-            store = await self.store_for(m.namespace)
-            control = StoreControl(store, m.namespace)
+            control = (await self.reconciler(m.namespace)).control
             prefix = control.layout.model(m.name, m.metadata.uid or "nouid") + "/"
-            n = len(await asyncio.to_thread(store.delete_prefix, prefix))
+            n = len(await asyncio.to_thread(control.store.delete_prefix, prefix))
             await asyncio.to_thread(control.forget_model, m)
         return n
 
@@ -264,6 +167,83 @@ class Body:
                 if (doc.get("spec") or {}).get("datasetRef") == ds.name:
                     users.append(f"{kind} {doc['metadata']['name']}")
         return users
+
+
+class KubeResources:
+    """The pass's resources from the API server: listed and parsed (a bad spec marked Failed), statuses
+    patched, Events posted."""
+
+    def __init__(self, body: Body, ns: str):
+        self.body, self.ns = body, ns
+
+    async def snapshot(self) -> Snapshot:
+        kube, parse = self.body.kube, self.body._parse
+        docs = {p: await kube.list(p, self.ns) for p in ("datasets", "forgetrequests", "corrections",
+                                                         "shardedmodels", "experiments")}
+        await self.body._mark_in_use(self.ns, docs)
+        snap = Snapshot()
+        for doc in docs["datasets"]:
+            snap.datasets[doc["metadata"]["name"]] = await parse(Dataset, doc)
+        snap.forgets = [r for r in [await parse(ForgetRequest, d) for d in docs["forgetrequests"]] if r]
+        snap.corrections = [r for r in [await parse(Correction, d) for d in docs["corrections"]] if r]
+        snap.models = [r for r in [await parse(ShardedModel, d) for d in docs["shardedmodels"]] if r]
+        snap.experiments = [r for r in [await parse(Experiment, d) for d in docs["experiments"]] if r]
+        return snap
+
+    async def put_status(self, res: Resource, status: StatusBase) -> bool:
+        return await self.body._put_status(res, status)
+
+    async def create_model(self, owner: Experiment, model: ShardedModel) -> bool:
+        return await self.body.kube.create("shardedmodels", owner.namespace,
+                                           build_experiment_model_body(owner, model))
+
+    async def source_access(self, ds: Dataset) -> SourceAccess:
+        uri = ds.spec.source.uri
+        if uri and not uri.startswith("s3://"):
+            return SourceAccess(refusal="spec.source.uri: in a cluster a Dataset is read from s3:// only "
+                                        "(the operator never reads its own files)")
+        return SourceAccess(opener=await self.body.source_opener(self.ns) if uri else None)
+
+    def event(self, res: Resource, reason: str, message: str) -> None:
+        _event(res.to_doc(), reason=reason, message=message)
+
+    def certified(self, fr: ForgetRequest) -> None:
+        metrics.certified(self.ns, fr.metadata.creationTimestamp, fr.status.completedAt)
+
+
+class JobExecutor:
+    """Work as batch/v1 Jobs of the trainer image; what runs is what the API server lists."""
+
+    def __init__(self, body: Body, ns: str):
+        self.body, self.ns = body, ns
+
+    async def work_of(self, m: ShardedModel) -> JobWork:
+        return JobWork(await self.body.kube.jobs_of(self.ns, m.name))
+
+    async def start_training(self, m: ShardedModel, job: StartJob, request_key: str) -> bool:
+        return await self.body.kube.create_job(self.ns, build_training_job(m, job, request_key,
+                                                                           self.body.trainer(self.ns)))
+
+    async def start_evaluation(self, m: ShardedModel, name: str, version: int, request_key: str) -> bool:
+        return await self.body.kube.create_job(self.ns, build_evaluation_job(m, version, request_key,
+                                                                             self.body.trainer(self.ns)))
+
+    async def start_experiment(self, exp: Experiment, m: ShardedModel, name: str, version: int,
+                               request_key: str) -> bool:
+        return await self.body.kube.create_job(self.ns, build_experiment_job(m, exp, version, request_key,
+                                                                             self.body.trainer(self.ns)))
+
+
+class JobWork:
+    def __init__(self, jobs: dict[str, dict[str, Any]]):
+        self.jobs = jobs
+        self.liveness = _liveness(jobs)
+
+    def started(self, name: str) -> bool:
+        return name in self.jobs  # a Job stays (until its TTL) whether it succeeded or failed
+
+    def has_room(self) -> bool:
+        return True  # the cluster's scheduler (or Kueue) decides when a Job runs
 
 
 def _event(obj: dict[str, Any], reason: str, message: str) -> None:
@@ -296,13 +276,6 @@ def _liveness(jobs: dict[str, dict[str, Any]]) -> Callable[[str, dict], str | No
             return "waiting"  # held by its queue (Kueue) until admitted
         return "running"
     return state
-
-
-def _failed(res: Dataset, msg: str) -> DatasetStatus:
-    st = (res.status or DatasetStatus()).model_copy(deep=True)
-    st.phase, st.message = "Failed", msg
-    st.set_condition("Ready", "False", "InvalidSpec", msg)
-    return st
 
 
 __all__ = ["Body", "ShardwiseError"]

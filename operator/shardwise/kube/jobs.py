@@ -10,7 +10,8 @@ from typing import Any
 
 from shardwise.api.common import Resource
 from shardwise.api.model import ShardedModel
-from shardwise.brain.model import StartJob
+from shardwise.brain.experiment import experiment_job_name
+from shardwise.brain.model import StartJob, evaluation_job_name
 
 EXIT_BAD_CONFIG = 2  # the trainer's exit code for a configuration error: never retried
 TRAINER_UID = 10001
@@ -42,20 +43,10 @@ def job_labels(model: str, shard: int, purpose: str) -> dict[str, str]:
     return labels
 
 
-def evaluation_job_name(model: str, version: int) -> str:
-    suffix = f"-eval-v{version}"
-    return model[: 63 - len(suffix)] + suffix
-
-
 def build_evaluation_job(model: ShardedModel, version: int, request_key: str, s: TrainerSettings) -> dict[str, Any]:
     """Held-out evaluation of a published version: the same pod shape as training."""
     return _job(model, evaluation_job_name(model.name, version), job_labels(model.name, -1, "evaluate"),
                 ["evaluate", "--store", s.store_uri, "--request", request_key], s)
-
-
-def experiment_job_name(experiment: str, version: int) -> str:
-    suffix = f"-x-v{version}"
-    return experiment[: 63 - len(suffix)] + suffix
 
 
 def build_experiment_job(model: ShardedModel, experiment: Resource, version: int, request_key: str,

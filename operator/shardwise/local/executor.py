@@ -1,7 +1,7 @@
 """Run trainer jobs as local processes: the local stand-in for batch/v1 Jobs.
 
-Each job runs the trainer entrypoint (`shardwise_trainer train --store --request`, the very
-command a Kubernetes Job runs) in a process of its own. Like a Job's podFailurePolicy, exit code
+Each job runs the trainer entrypoint (`shardwise_trainer train|evaluate --store --request`, the
+very command a Kubernetes Job runs) in a process of its own. Like a Job's podFailurePolicy, exit code
 2 (bad configuration) fails at once and other failures are retried up to `retries` times.
 
 The processes are forked from a multiprocessing forkserver that has imported torch and the
@@ -48,7 +48,7 @@ def _die_with_parent() -> None:
             os._exit(137)
 
 
-def _run_job(store_uri: str, request_key: str, log_path: str, env: dict[str, str], cwd: str) -> None:
+def _run_job(command: str, store_uri: str, request_key: str, log_path: str, env: dict[str, str], cwd: str) -> None:
     """The job's process: the trainer entrypoint with the reconciler's environment, output to the log."""
     _die_with_parent()
     os.environ.clear()
@@ -60,7 +60,7 @@ def _run_job(store_uri: str, request_key: str, log_path: str, env: dict[str, str
     os.close(fd)
     from shardwise_trainer.__main__ import main
 
-    sys.exit(main(["train", "--store", store_uri, "--request", request_key]))
+    sys.exit(main([command, "--store", store_uri, "--request", request_key]))
 
 
 @contextmanager
@@ -98,6 +98,7 @@ class _Proc:
     log: Path
     own_log: bool  # a temporary log (no log_dir): removed once read
     attempt: int = 1
+    command: str = "train"  # the trainer's subcommand: train, or evaluate (a model version, an Experiment)
 
     @property
     def pid(self) -> int | None:
@@ -132,6 +133,11 @@ class LocalExecutor:
         return len(self.procs) < self.parallel
 
     def start(self, name: str, request_key: str, attempt: int = 1) -> None:
+        """A training job (`shardwise_trainer train`)."""
+        self.spawn(name, request_key, "train", attempt)
+
+    def spawn(self, name: str, request_key: str, command: str, attempt: int = 1) -> None:
+        """The trainer entrypoint's `command` on a request, as a process of its own."""
         if name in self.procs:
             return  # idempotent: the same job is never started twice
         if self.log_dir is not None:
@@ -142,10 +148,10 @@ class LocalExecutor:
             os.close(fd)
             log, own = Path(path), True
         proc = _CONTEXT.Process(target=_run_job, name=f"trainer {name}", daemon=False,
-                                args=(self.store_uri, request_key, str(log), dict(os.environ), os.getcwd()))
+                                args=(command, self.store_uri, request_key, str(log), dict(os.environ), os.getcwd()))
         with _main_module_hidden():
             proc.start()
-        self.procs[name] = _Proc(name, request_key, proc, time.perf_counter(), log, own, attempt)
+        self.procs[name] = _Proc(name, request_key, proc, time.perf_counter(), log, own, attempt, command)
 
     def poll(self) -> list[Finished]:
         done: list[Finished] = []
@@ -162,7 +168,10 @@ class LocalExecutor:
                 last = next((ln for ln in reversed(tail.strip().splitlines()) if ln.strip()), "no output")
                 self.log(f"job {name}: trainer exited {rc} ({last.strip()[:200]}); "
                          f"starting it again (attempt {p.attempt + 1} of {self.retries + 1})")
-                self.start(name, p.request_key, p.attempt + 1)
+                if p.command == "train":
+                    self.start(name, p.request_key, p.attempt + 1)
+                else:
+                    self.spawn(name, p.request_key, p.command, p.attempt + 1)
                 continue
             done.append(Finished(name, rc, time.perf_counter() - p.started, tail))
         return done

@@ -7,46 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from shardwise.api import KINDS
-from shardwise.api.common import API, Resource
+from shardwise.api.common import Resource
+from shardwise.api.validation import describe_validation, parse_doc
 from shardwise.errors import InvalidInput, reading
 
-
-def _printable(text: str) -> str:
-    """As written when printable, else quoted with escapes: no control character from a manifest reaches a terminal."""
-    return text if text.isprintable() else repr(text)
+__all__ = ["describe_validation", "load_manifests", "parse_doc"]
 
 
 def _controls_escaped(text: str) -> str:
     """Line breaks kept, every other control character escaped (a YAML error quotes the offending line)."""
     return "".join(c if c == "\n" or c.isprintable() or not unicodedata.category(c).startswith("C")
                    else repr(c)[1:-1] for c in text)
-
-
-def describe_validation(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(_printable(str(x)) for x in err["loc"] if not str(x).startswith("function-"))
-        parts.append(f"{loc or '(document)'}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def parse_doc(doc: Any, where: str) -> Resource:
-    if not isinstance(doc, dict):
-        raise InvalidInput(f"{where}: a manifest must be a mapping, not {type(doc).__name__}")
-    if doc.get("apiVersion") != API:
-        raise InvalidInput(f"{where}: apiVersion must be {API!r}, not {doc.get('apiVersion')!r}")
-    kind = doc.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS:  # a list or mapping here is unhashable
-        raise InvalidInput(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc.get("metadata"), dict) else "?"
-    name = _printable(str(name))
-    try:
-        return KINDS[kind].model_validate(doc)
-    except ValidationError as e:
-        raise InvalidInput(f"{where} ({kind} {name}): {describe_validation(e)}") from None
 
 
 def load_manifests(paths: list[str | Path]) -> list[Resource]:

@@ -12,7 +12,7 @@ from shardwise.store.base import Store
 from shardwise.store.local import LocalStore, StoreMissing
 from shardwise.store.s3 import S3Store
 
-__all__ = ["Store", "LocalStore", "S3Store", "StoreMissing", "open_store"]
+__all__ = ["Store", "LocalStore", "S3Store", "StoreMissing", "open_store", "s3_client"]
 
 
 def _env(*names: str) -> str:
@@ -36,6 +36,19 @@ def _http_client():
     )
 
 
+def s3_attempts() -> int:
+    return int(os.environ.get("SHARDWISE_S3_ATTEMPTS", "8"))
+
+
+def s3_client(endpoint: str, access_key: str, secret_key: str, region: str | None = None):
+    """The one way a Minio client is made: `endpoint` as http(s)://host:port or host:port (plain http, as
+    in-cluster and dev servers have it), with the pool above."""
+    from minio import Minio
+
+    return Minio(endpoint.split("://", 1)[-1].rstrip("/"), access_key=access_key, secret_key=secret_key,
+                 secure=endpoint.startswith("https://"), region=region, http_client=_http_client())
+
+
 def open_store(uri: str | Path, *, create: bool = True) -> Store:
     """A folder path or file:// URI, or s3://bucket/prefix (endpoint and credentials from env).
 
@@ -45,25 +58,15 @@ def open_store(uri: str | Path, *, create: bool = True) -> Store:
     text = str(uri)
     if not text.startswith("s3://"):
         return LocalStore(text[len("file://"):] if text.startswith("file://") else text, create=create)
-    from minio import Minio
-
     u = urlparse(text)
     if not u.netloc:
         raise StoreUnavailable(f"store {text!r}: an s3:// URI needs a bucket, as in s3://bucket/prefix")
     if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", u.netloc):
         raise StoreUnavailable(f"store {text!r}: {u.netloc!r} is not a valid S3 bucket name (3-63 of a-z 0-9 . -)")
-    endpoint = _env("SHARDWISE_S3_ENDPOINT")
-    secure = endpoint.startswith("https://")  # host:port alone means plain http (in-cluster, dev servers)
-    endpoint = endpoint.split("://", 1)[-1].rstrip("/")
-    client = Minio(
-        endpoint,
-        access_key=_env("AWS_ACCESS_KEY_ID", "SHARDWISE_S3_ACCESS_KEY"),
-        secret_key=_env("AWS_SECRET_ACCESS_KEY", "SHARDWISE_S3_SECRET_KEY"),
-        secure=secure,
-        region=os.environ.get("SHARDWISE_S3_REGION") or None,
-        http_client=_http_client(),
-    )
-    store = S3Store(client, u.netloc, u.path, attempts=int(os.environ.get("SHARDWISE_S3_ATTEMPTS", "8")))
+    client = s3_client(_env("SHARDWISE_S3_ENDPOINT"), _env("AWS_ACCESS_KEY_ID", "SHARDWISE_S3_ACCESS_KEY"),
+                       _env("AWS_SECRET_ACCESS_KEY", "SHARDWISE_S3_SECRET_KEY"),
+                       os.environ.get("SHARDWISE_S3_REGION") or None)
+    store = S3Store(client, u.netloc, u.path, attempts=s3_attempts())
     if create:
         store.ensure_bucket()
         return store

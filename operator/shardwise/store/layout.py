@@ -89,6 +89,9 @@ class Layout:
     def evaluation(self, name: str, uid: str, n: int) -> str:
         return f"{self.model(name, uid)}/evals/{n:06d}.json"
 
+    def evaluation_request(self, name: str, uid: str, n: int) -> str:
+        return f"{self.model(name, uid)}/evals/{n:06d}.request.json"
+
     def purge_record(self, name: str, uid: str, rev: int) -> str:
         return f"{self.model(name, uid)}/purges/{rev:06d}.json"
 
