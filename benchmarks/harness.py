@@ -43,7 +43,8 @@ def machine() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent.parent).stdout
+            return subprocess.run(["git", *args], capture_output=True, text=True,
+                                  cwd=Path(__file__).parent.parent).stdout
         except OSError:
             return ""
 
@@ -78,7 +79,7 @@ class World:
     table: SampleTable
 
     @classmethod
-    def make(cls, table: SampleTable) -> "World":
+    def make(cls, table: SampleTable) -> World:
         tmp = tempfile.TemporaryDirectory(prefix="shardwise-bench-")
         store = LocalStore(tmp.name)
         DatasetStore(store, Layout(NS)).ingest("d", DatasetSpec(source={"builtin": "digits"}, testFraction=0.2), table)

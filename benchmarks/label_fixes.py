@@ -29,8 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import (NS, World, accuracy, branch, dataset, retrain_for, run_alone, spec,  # noqa: E402
-                                train_all)
+from benchmarks.harness import NS, World, accuracy, branch, dataset, retrain_for, run_alone, spec, train_all  # noqa: E402
 from benchmarks.label_issues import flip_labels  # noqa: E402
 from shardwise.diagnosis.label_issues import find_label_issues  # noqa: E402
 

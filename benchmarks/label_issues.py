@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,9 +26,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import NS, World, dataset, run_alone, spec, train_all  # noqa: E402
-from shardwise.diagnosis.label_issues import (LabelIssues, cleanlab_issues, cleanlab_quality_ranking,  # noqa: E402
-                                              confident_joint_issues, find_label_issues, precision_at,
-                                              recall_at)
+from shardwise.diagnosis.label_issues import (  # noqa: E402
+    LabelIssues,
+    cleanlab_issues,
+    cleanlab_quality_ranking,
+    confident_joint_issues,
+    find_label_issues,
+    precision_at,
+    recall_at,
+)
 
 FLIP = 0.05
 # (shards, slices); epochs and batch as B1 uses for digits

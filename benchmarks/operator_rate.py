@@ -19,7 +19,7 @@ async def measure(n: int) -> dict[str, Any]:
     from kopf.testing import KopfRunner
 
     from tests.helpers import dataset, forget
-    from tests.integration.test_operator import G, LOGIN, NS, declare
+    from tests.integration.test_operator import LOGIN, NS, G, declare
 
     tmp = tempfile.TemporaryDirectory()
     async with kmock.KubernetesEmulator() as k, kmock.Server(k):

@@ -19,9 +19,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import (RESULTS, World, accuracy, balanced_placement, branch, dataset,  # noqa: E402
-                                ideal_speedups, machine, retrain_for, spec, spread, timed, train_all,
-                                write_results)
+from benchmarks.harness import (  # noqa: E402
+    RESULTS,
+    World,
+    accuracy,
+    balanced_placement,
+    branch,
+    dataset,
+    ideal_speedups,
+    machine,
+    retrain_for,
+    spec,
+    spread,
+    timed,
+    train_all,
+    write_results,
+)
 
 CONFIGS = [(1, 1), (4, 4), (8, 8), (16, 4)]
 # epochs and batch per dataset: enough to learn, small enough for 2 CPU cores
@@ -120,7 +133,8 @@ def b2_b3(quick: bool) -> tuple[list[dict], list[dict]]:
                          "ratio_sequential_over_coalesced": round(one_by_one / coalesced, 2),
                          "affected_shards": affected, "retrain_jobs_coalesced": len(plans),
                          "at_most_one_retrain_per_affected_shard": len(plans) <= affected})
-        log(f"B2 k={k}: coalesced {coalesced:.2f}s vs one by one {one_by_one:.2f}s, {len(plans)} jobs/{affected} shards")
+        log(f"B2 k={k}: coalesced {coalesced:.2f}s vs one by one {one_by_one:.2f}s, "
+            f"{len(plans)} jobs/{affected} shards")
     for k in (1, 10):
         fixes = rng.choice(train_idx, size=k, replace=False)
         _, inc, plans = retrain_for(world, sp, "b", chains, next_state(base, relabel=fixes))
@@ -208,7 +222,8 @@ def b5(quick: bool) -> list[dict]:
             s3.ensure_bucket()
             stores["S3Store (SeaweedFS)"] = s3
             for name, st in stores.items():
-                (_, secs) = timed(lambda: [st.get_verified(f"c/{i}", st.put_verified(f"c/{i}", data)) for i in range(reps)])
+                (_, secs) = timed(lambda: [st.get_verified(f"c/{i}", st.put_verified(f"c/{i}", data))
+                                           for i in range(reps)])
                 rows.append({"store": name, "bytes": len(data), "repetitions": reps,
                              "save_load_seconds": round(secs / reps, 4), "raw_copy_seconds": round(raw_s / reps, 4),
                              "ratio_vs_raw_copy": round(secs / raw_s, 2)})
@@ -289,7 +304,8 @@ SECTIONS = [
      "benchmarks/label_issues.py)", None),
     ("label_fixes", "B8 label fixes: test accuracy (true labels) after accepting the first suggestions, and the "
      "retrain's cost (digits, 5 x 2; benchmarks/label_fixes.py)",
-     ["noise", "seed", "flipped", "clean_accuracy", "baseline_accuracy", "fixes", "right", "accuracy", "delta", "shards_retrained",
+     ["noise", "seed", "flipped", "clean_accuracy", "baseline_accuracy",
+      "fixes", "right", "accuracy", "delta", "shards_retrained",
       "retrain_cost"]),
 ]
 

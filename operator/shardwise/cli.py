@@ -192,7 +192,8 @@ def _reconcile(args, store, quiet: bool = False) -> bool:
         print(f"queued: reconciler pid {lock.holder()} is running on this store and will pick it up", file=sys.stderr)
         return False
     try:
-        log = (lambda m: None) if quiet else (lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))
+        log = ((lambda m: None) if quiet
+               else (lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)))
         LocalRunner(store, args.namespace, parallel=args.parallel, log=log).run()
     finally:
         lock.release()
@@ -200,7 +201,7 @@ def _reconcile(args, store, quiet: bool = False) -> bool:
 
 
 def _failed(registry: Registry, names: list[tuple[type, str]]) -> list[str]:
-    out = []
+    out: list[str] = []
     for cls, name in names:
         r = registry.get(cls, name)
         if r is not None and r.status is not None and r.status.phase == "Failed":
@@ -515,7 +516,9 @@ def cmd_ui(args) -> int:
             raise InvalidInput(f"--user: in a cluster fixes are made as the kube context's user ({fixes.user}), "
                                f"not {args.user!r}")
         user = fixes.user
-    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)
+
+    def log(m: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)
     serve(make_server(store, args.namespace, user, args.experiment, args.host, args.port, log=log, fixes=fixes))
     return 0
 

@@ -46,7 +46,7 @@ from shardwise.store.layout import Layout
 
 def _npz(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as its allow_pickle flag
     return buf.getvalue()
 
 
@@ -119,7 +119,7 @@ class Payload:
     id_word: np.ndarray
     group_word: np.ndarray
 
-    def take(self, keep: np.ndarray) -> "Payload":
+    def take(self, keep: np.ndarray) -> Payload:
         return Payload(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
 
     def to_npz(self) -> bytes:
@@ -130,7 +130,7 @@ class Payload:
                     id_word=self.id_word.astype(np.uint64), group_word=self.group_word.astype(np.uint64))
 
     @classmethod
-    def from_npz(cls, data: bytes) -> "Payload":
+    def from_npz(cls, data: bytes) -> Payload:
         z = _load_npz(data)
         return cls(z["ids"], z["owners"], z["features"], z["train"], z["id_word"], z["group_word"])
 
@@ -278,9 +278,9 @@ class DatasetStore:
         if cur is None or "state" not in cur:
             return []
         keep = {cur["payload"]["key"], cur["state"]["key"]}
-        prefix = self.layout.dataset(name) + "/"
-        stale = [k for k in self.store.list(prefix)
-                 if (k.endswith("/state.npz") or k.startswith(prefix + "payload/")) and k not in keep]
+        L, payloads = self.layout, self.layout.dataset_payloads(name)
+        stale = [k for k in self.store.list(L.dataset(name) + "/") if k not in keep
+                 and (k.startswith(payloads) or ((p := L.parse(k)) is not None and p.kind == "dataset-state"))]
         for k in stale:
             self.store.delete(k)
         return stale

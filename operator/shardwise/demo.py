@@ -199,7 +199,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"  exact                  : {str(s['exact']).lower()} (every shard equals, bit for bit, training from "
         "scratch on the source without the forgotten rows; untouched shards byte-identical)",
         f"  certificate            : dataset revision {cert.get('datasetRevision')}, "
-        f"{len(m.get('purgedCheckpoints', []))} checkpoint(s) and {len(m.get('purgedVersions', []))} version(s) purged, "
+        f"{len(m.get('purgedCheckpoints', []))} checkpoint(s) and "
+        f"{len(m.get('purgedVersions', []))} version(s) purged, "
         f"{len(m.get('newCheckpoints', []))} new checkpoint(s); ledger {cert.get('ledgerEntry')}",
     ]
     print("\n".join(lines))

@@ -48,39 +48,34 @@ from shardwise.brain.purge import Gone, held_tombstones
 from shardwise.datasets import DatasetKey, DatasetStore, DatasetView
 from shardwise.errors import ShardwiseError
 from shardwise.store.base import Store
-from shardwise.store.layout import Layout
+from shardwise.store.layout import Layout, parse_key
 from shardwise.store.local import TMP_PREFIX, LocalStore
 from shardwise.store.s3 import S3Store
 
 MAX_IDS = 5  # forgotten ids named in one finding
 
 # Keys relative to "<namespace>/": what each object is.
-_PATTERNS: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(rx)) for kind, rx in [
-    ("checkpoint", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/shard-(?P<shard>\d+)/slice-(?P<slice>\d+)/r(?P<rev>\d+)/checkpoint"),
-    ("meta", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/shard-(?P<shard>\d+)/slice-(?P<slice>\d+)/r(?P<rev>\d+)/meta\.json"),
-    ("version", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/versions/\d+\.json"),
-    ("job", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/jobs/[^/]+/(request|status)\.json"),
-    ("eval", r"models/(?P<model>[^/]+)/(?P<uid>[^/]+)/evals/\d+(\.request)?\.json"),  # accuracy; request has the spec
-    ("record", r"models/[^/]+/[^/]+/(current\.json|purges/\d+\.json)"),  # a pointer, a purge record
-    ("payload", r"datasets/(?P<dataset>[^/]+)/payload/[0-9a-f]+\.npz"),
-    ("record", r"datasets/(?P<dataset>[^/]+)/(current\.json|schema\.json|secret\.json|\d+/manifest\.json"
-               r"|\d+/state\.npz|trained/[^/]+\.json)"),
-    ("predictions", r"experiments/(?P<experiment>[^/]+)/predictions\.npz"),
-    ("report", r"experiments/(?P<experiment>[^/]+)/report\.json"),
-    ("record", r"experiments/[^/]+/request\.json"),
-    ("request", r"resources/(forgetrequests|corrections)/[^/]+\.json"),
-    ("record", r"resources/[^/]+/[^/]+\.json"),
-    ("record", r"ledger/[^/]+\.json"),
-]]
+# What the scan judges each kind of key (store/layout.py names and parses the keys) as.
+_SCAN_KIND = {
+    "checkpoint": "checkpoint", "checkpoint-meta": "meta", "version": "version",
+    "job-request": "job", "job-status": "job", "evaluation": "eval", "evaluation-request": "eval",
+    "current": "record", "purge-record": "record",  # a pointer, a purge record
+    "dataset-payload": "payload", "dataset-current": "record", "dataset-schema": "record", "dataset-secret": "record",
+    "dataset-revision": "record", "dataset-state": "record", "dataset-trained": "record",
+    "experiment-predictions": "predictions", "experiment-report": "report", "experiment-request": "record",
+    "resource": "record", "ledger-entry": "record",
+}
+_REQUESTS = ("forgetrequests", "corrections")  # resources that name the samples they are about
 
 
 def classify(rel: str) -> tuple[str, dict[str, str]] | None:
     """(kind, fields) of a key relative to the namespace prefix; None when no known kind. Pure."""
-    for kind, rx in _PATTERNS:
-        m = rx.fullmatch(rel)
-        if m:
-            return kind, {k: v for k, v in m.groupdict().items() if v is not None}
-    return None
+    p = parse_key(rel)
+    if p is None:
+        return None
+    if p.kind == "resource" and p.fields["plural"] in _REQUESTS:
+        return "request", p.fields
+    return _SCAN_KIND[p.kind], p.fields
 
 
 @dataclass(frozen=True)
@@ -127,7 +122,8 @@ def key_bound_ref(shard: int, slc: int, rev: int, key: str) -> CheckpointRef:
     return CheckpointRef(shard, slc, key, "", "", (), (rev,) * (slc + 1))
 
 
-def checkpoint_held(shard: int, slc: int, rev: int, key: str, lineages: Iterable[CheckpointRef], gone: Gone) -> set[int]:
+def checkpoint_held(shard: int, slc: int, rev: int, key: str, lineages: Iterable[CheckpointRef],
+                    gone: Gone) -> set[int]:
     """Revisions of gone samples a checkpoint holds, by its key bound and by every lineage recorded for it."""
     held = held_tombstones(key_bound_ref(shard, slc, rev, key), gone)
     for ref in lineages:
@@ -144,7 +140,7 @@ def refs_held(refs: Iterable[CheckpointRef], namespace: str, gone: Gone) -> dict
     prefix = namespace + "/"
     for ref in refs:
         c = classify(ref.key[len(prefix):]) if ref.key.startswith(prefix) else None
-        bound = int(c[1]["rev"]) if c and c[0] == "checkpoint" else 0  # a key of no known form: assume the worst
+        bound = int(c[1]["revision"]) if c and c[0] == "checkpoint" else 0  # a key of no known form: assume the worst
         h = checkpoint_held(ref.shard, ref.slice, bound, ref.key, [ref], gone)
         if h:
             out[ref.key] = h
@@ -324,10 +320,10 @@ class _Scan:
         self.report.versions = len(live)
         self.report.objects = len({e.key for e in live})
         kinds = [(e, classify(e.key[len(prefix):])) for e in live]
-        for e, c in kinds:  # what was forgotten, per Dataset
-            rel = e.key[len(prefix):]
-            if rel.startswith("datasets/") and rel.endswith("/current.json") and rel.count("/") == 2:
-                self._learn_dataset(rel.split("/")[1])
+        for e, _ in kinds:  # what was forgotten, per Dataset
+            p = parse_key(e.key[len(prefix):])
+            if p is not None and p.kind == "dataset-current":
+                self._learn_dataset(p.fields["dataset"])
         lineages: dict[str, list[CheckpointRef]] = {}
         for e, c in kinds:  # what the store itself says: specs of models, lineages of every meta
             if c and c[0] in ("job", "eval") and e.key.endswith("request.json"):
@@ -337,7 +333,7 @@ class _Scan:
             elif c and c[0] == "meta":
                 ref = self.meta_refs[(e.key, e.version)] = self._ref(e)
                 if ref is not None:
-                    lineages.setdefault(e.key.rsplit("/", 1)[0] + "/checkpoint", []).append(ref)
+                    lineages.setdefault(Layout.checkpoint_of_meta(e.key), []).append(ref)
         for e, c in kinds:
             name = os.path.basename(e.key)
             if name.startswith(TMP_PREFIX):
@@ -389,12 +385,12 @@ class _Scan:
             return None
 
     def _checkpoint(self, e: Entry, kind: str, f: dict[str, str], lineages: dict[str, list[CheckpointRef]]) -> None:
-        shard, slc, rev = int(f["shard"]), int(f["slice"]), int(f["rev"])
+        shard, slc, rev = int(f["shard"]), int(f["slice"]), int(f["revision"])
         basis = self.model_basis(f["model"], f["uid"])
         if isinstance(basis, str):
             self.unprovable(e, kind, basis, rev)
             return
-        ckpt = e.key.rsplit("/", 1)[0] + "/checkpoint"
+        ckpt = e.key if kind == "checkpoint" else Layout.checkpoint_of_meta(e.key)
         mine = lineages.get(ckpt, [])  # a checkpoint: by every version of its meta.json
         if kind == "meta":  # a meta.json version: by its own lineage (an unreadable one is reported already)
             ref = self.meta_refs.get((e.key, e.version))
@@ -471,8 +467,8 @@ def load_models(paths: list[str]) -> list[ShardedModel]:
     """The ShardedModels of YAML files, single documents or a `kubectl get -o yaml` List; uids kept."""
     import yaml
 
-    from shardwise.errors import InvalidInput
     from shardwise.api.validation import parse_doc
+    from shardwise.errors import InvalidInput
 
     out: list[ShardedModel] = []
     for path in paths:

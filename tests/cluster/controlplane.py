@@ -64,7 +64,7 @@ class ControlPlane:
     def kubeconfig(self) -> Path:
         return self.workdir / "kubeconfig"
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         d = self.workdir
         for sub in ("etcd", "certs", "logs"):
             (d / sub).mkdir(parents=True, exist_ok=True)

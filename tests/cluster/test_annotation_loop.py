@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from shardwise.api import Correction, Dataset, ShardedModel
-from shardwise.api.correction import CorrectionSpec, LabelFix
+from shardwise.api.correction import CorrectionSpec
 from shardwise.cli import main
 from shardwise.control import StoreControl
 from shardwise.errors import Forbidden

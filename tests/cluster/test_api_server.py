@@ -11,7 +11,7 @@ import pytest
 from shardwise.errors import InvalidInput
 from shardwise.local.manifests import parse_doc
 from tests.cluster.conftest import crd_files
-from tests.cluster.kube import G, ApiError
+from tests.cluster.kube import ApiError, G
 
 pytestmark = pytest.mark.cluster
 

@@ -14,8 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.controlplane import REPO, _free_port
 from tests.cluster.kube import ApiError, Kube
-from tests.cluster.test_operator_on_a_control_plane import (  # noqa: F401 (cluster: a fixture)
-    Operator, chart_rbac, cluster, examples, helm, status)
+from tests.cluster.test_operator_on_a_control_plane import Operator, chart_rbac, cluster, examples, helm, status  # noqa: F401 (cluster: a fixture)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 FINALIZER = "shardwise.io/finalizer"
@@ -237,6 +236,11 @@ SERVICE_MONITOR_CRD = {
                  "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
 
 
+def _url(endpoint: str) -> str:
+    """The chart takes the S3 endpoint as a URL (its schema refuses a bare host:port)."""
+    return endpoint if "://" in endpoint else f"http://{endpoint}"
+
+
 def _install(kube: Kube, docs: list[dict], release_ns: str) -> None:
     for d in docs:
         if d["kind"] == "CustomResourceDefinition":
@@ -267,7 +271,7 @@ def test_the_chart_installs_as_rendered_and_its_images_pull_secrets_and_metrics_
               "imagePullSecrets": [{"name": "regcred"}],
               "image": {"operator": {"digest": digest}, "trainer": {"digest": digest}},
               "watch": {"clusterWide": False, "namespaces": [ns]},
-              "store": {"endpoint": env["SHARDWISE_S3_ENDPOINT"], "bucket": env["SHARDWISE_STORE_BUCKET"]},
+              "store": {"endpoint": _url(env["SHARDWISE_S3_ENDPOINT"]), "bucket": env["SHARDWISE_STORE_BUCKET"]},
               "operator": {"logFormat": "json"},
               "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}}
     files = helm.Chart.load(str(REPO / "charts" / "shardwise")).render(
@@ -297,8 +301,8 @@ def test_the_chart_installs_as_rendered_and_its_images_pull_secrets_and_metrics_
     token = kube.post(f"/api/v1/namespaces/{release_ns}/serviceaccounts/{spec['serviceAccountName']}/token",
                       {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                        "spec": {"expirationSeconds": 3600}})["status"]["token"]
-    op = Operator(control_plane, token, {e["name"]: e["value"] for e in container["env"] if e["name"] != "HOME"},
-                  tmp_path, tuple(args))
+    env = {e["name"]: e.get("value", "") for e in container["env"] if e["name"] != "HOME"}  # "" is stored absent
+    op = Operator(control_plane, token, env, tmp_path, tuple(args))
     op.start()
     try:
         kube.apply_cr(ns, examples("01-dataset.yaml")[0])

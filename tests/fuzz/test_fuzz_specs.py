@@ -16,11 +16,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
-import kopf
 from kopf._core.engines import posting  # the context kopf.warn posts into, as the operator sets it
 from pydantic import ValidationError
 

@@ -32,8 +32,8 @@ from shardwise.data.table import SampleTable
 from shardwise.datasets import DatasetStore
 from shardwise.local.registry import Registry
 from shardwise.local.runner import LocalRunner
-from shardwise.store.local import LocalStore
 from shardwise.store.layout import Layout
+from shardwise.store.local import LocalStore
 from tests.helpers import forget, model
 from tests.integration.exactness import published, train_in_process
 

@@ -171,7 +171,8 @@ def test_two_requests_in_one_shard_share_one_revision_and_one_retrain(rig):
     assert rig.request("fa").status.datasetRevision == rig.request("fb").status.datasetRevision == 2
     assert rig.reg.require(Dataset, "digits").status.revision == 2
     change = rig.store.get_json(Layout(NS).dataset_revision("digits", 2))["change"]
-    assert change["kind"] == "forget" and sorted(r["name"] for r in change["requests"]) == ["fa", "fb"] and change["samples"] == 2
+    assert change["kind"] == "forget" and sorted(r["name"] for r in change["requests"]) == ["fa", "fb"] \
+        and change["samples"] == 2
     assert (rig.request("fa").status.samples, rig.request("fb").status.samples) == (1, 2)
     # one retrain, of shard 0 only, from the earlier of the two slices
     assert rig.jobs()[trained:] == ["m-s0-r2-f1"]

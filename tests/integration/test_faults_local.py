@@ -87,7 +87,8 @@ def snapshot(store: LocalStore) -> dict:
     chains = [[CheckpointRef.from_dict(r) for r in chain] for chain in doc["shards"]]
     ledger = sorted(k.rsplit("/", 1)[1] for k in store.list(L.ledger()) if k.endswith(".json"))
     ds = DatasetStore(store, L)
-    revs = [json.loads(store.get_bytes(L.dataset_revision("digits", r))) for r in range(1, ds.current_revision("digits") + 1)]
+    revs = [json.loads(store.get_bytes(L.dataset_revision("digits", r)))
+            for r in range(1, ds.current_revision("digits") + 1)]
     fr = store.get_json(L.resource("forgetrequests", "f1"))
     return {
         "versions": [k.rsplit("/", 1)[1] for k in versions],

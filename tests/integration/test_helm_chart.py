@@ -33,7 +33,8 @@ RULES = [
                    "corrections/status"],
      "verbs": ["get", "patch", "update"]},
     {"apiGroups": ["shardwise.io"], "resources": ["shardedmodels"], "verbs": ["create"]},
-    {"apiGroups": ["shardwise.io"], "resources": ["shardedmodels/finalizers", "experiments/finalizers"], "verbs": ["update"]},
+    {"apiGroups": ["shardwise.io"], "resources": ["shardedmodels/finalizers", "experiments/finalizers"],
+     "verbs": ["update"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["shardwise-s3"], "verbs": ["get"]},
@@ -297,7 +298,8 @@ def test_umbrella_values_pull_secrets_and_digests():
     docs = render({**ENDPOINT, "global": {"imageRegistry": "reg.example", "storageClass": "fast"},
                    "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
                    "image": {"operator": {"repository": "reg.example/sw/operator", "tag": "0.1.0", "digest": digest},
-                             "trainer": {"repository": "reg.example/sw/trainer", "tag": "0.1.0-cpu", "digest": digest}}})
+                             "trainer": {"repository": "reg.example/sw/trainer", "tag": "0.1.0-cpu",
+                                         "digest": digest}}})
     validate_all(docs)
     pod = operator_deployment(docs)["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]

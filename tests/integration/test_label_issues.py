@@ -79,7 +79,8 @@ def test_an_experiment_recovers_flipped_labels_and_its_metrics_add_up(local_stor
     assert conf.sum(axis=1).tolist() == [c["support"] for c in report["metrics"]["perClass"]]
     assert sum(b["count"] for b in report["metrics"]["calibration"]) == len(test)
     assert len(report["perShard"]) == SHARDS and len(report["hardest"]) == 50
-    assert (x.status.accuracy, x.status.macroF1, x.status.calibrationError, x.status.labelIssues, x.status.modelVersion) \
+    assert (x.status.accuracy, x.status.macroF1, x.status.calibrationError, x.status.labelIssues,
+            x.status.modelVersion) \
         == (round(report["accuracy"], 4), round(report["metrics"]["macroF1"], 4),
             round(report["metrics"]["calibrationError"], 4), report["labelIssues"]["flagged"], 1)
 

@@ -179,14 +179,20 @@ def test_a_model_with_no_known_spec_fails_closed(purged):
     # on it (with its spec), so its retained objects are judged like a live model's.
     record = L.dataset_trained("digits", "m", purged.m.metadata.uid)
     assert purged.scan(models=[]).clean
-    # Without that record (a store written before it existed), nothing places them:
-    # everything trained before the forget is reported, not passed.
-    saved = purged.store.get_bytes(record)
-    purged.store.delete(record)
+    # Without that record (a store written before it existed) and without the evaluation requests that
+    # also carry the spec, nothing places them: everything trained before the forget is reported, not passed.
+    uid = purged.m.metadata.uid
+    spec_sources = [record] + [k for k in purged.store.list(L.model("m", uid) + "/")
+                               if (p := L.parse(k)) is not None and p.kind == "evaluation-request"]
+    assert len(spec_sources) > 1  # the model's versions were evaluated through their requests
+    saved = {k: purged.store.get_bytes(k) for k in spec_sources}
+    for k in spec_sources:
+        purged.store.delete(k)
     try:
         report = purged.scan(models=[])
     finally:
-        purged.store.put_bytes(record, saved)
+        for k, data in saved.items():
+            purged.store.put_bytes(k, data)
     keys = {f.key for f in report.findings}
     assert report.findings and all("no ShardedModel spec" in f.reason for f in report.findings)
     assert all("/r000001/" in k or "/versions/" in k for k in keys)

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from shardwise.datasets import DatasetStore
 from shardwise.local.registry import Registry
 from shardwise.local.runner import LocalRunner
 from shardwise.store.layout import Layout
 from shardwise.store.local import LocalStore
-
 from tests.helpers import dataset, experiment, model
 from tests.integration.test_ui_api import serving
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardwise.api.dataset import DatasetSpec
 from shardwise.control import StoreControl
 from shardwise.data.sources import load_digits
@@ -62,7 +63,8 @@ def store_experiment(store, table: SampleTable, name: str = EXP, dataset: str = 
     flagged = flagged[np.argsort(-score[flagged], kind="stable")]
     names = table.class_names
     cands = [{"id": str(preds.ids[i]), "label": names[preds.labels[i]], "suggested": names[sug[i]],
-              "score": float(score[i]), "labelProb": float(oos[i, preds.labels[i]]), "suggestedProb": float(oos[i, sug[i]]),
+              "score": float(score[i]), "labelProb": float(oos[i, preds.labels[i]]),
+              "suggestedProb": float(oos[i, sug[i]]),
               "train": bool(preds.train[i]), "shard": int(preds.shard[i]), "slice": int(preds.slice[i])}
              for i in flagged]
     key = L.experiment_predictions(name)
@@ -330,7 +332,8 @@ def test_static_files_are_package_data_and_reach_nothing_outside():
     assert names == ["app.js", "index.html", "style.css"]
     for name in names:
         text = static.joinpath(name).read_text()
-        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), f"{name} names an external URL"
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), \
+            f"{name} names an external URL"
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert '"ui/static/*.js"' in pyproject and '"ui/static/*.html"' in pyproject
 

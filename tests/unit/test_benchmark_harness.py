@@ -11,7 +11,8 @@ def test_the_brain_benchmark_runs_and_reports(tmp_path, monkeypatch):
     assert all(r["peak_memory_mib"] > 0 and r["assign_seconds"] >= 0 and r["words_seconds"] > 0 for r in rows)
     monkeypatch.setattr(run, "RESULTS", tmp_path)
     (tmp_path / "brain.json").write_text(__import__("json").dumps({"machine": {"cpus": 2, "torch": "x", "cuda": False,
-                                                                             "commit": "c", "date": "d"}, "rows": rows}))
+                                                                             "commit": "c", "date": "d"},
+                                                                   "rows": rows}))
     md = "\n".join(run.render())
     assert "B6 the brain at scale" in md and "| 1000000 |" in md
 

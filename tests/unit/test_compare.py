@@ -55,7 +55,8 @@ def test_flips_are_judged_against_the_current_labels_over_the_common_split_sampl
 def test_the_train_split_compares_the_training_samples():
     out = flips(preds(CURRENT), preds(BASELINE), "train")
     assert out["common"] == 1
-    assert out["rightToWrong"] == [{"id": "x1", "label": "a", "before": "a", "after": "b"}] and out["wrongToRight"] == []
+    assert out["rightToWrong"] == [{"id": "x1", "label": "a", "before": "a", "after": "b"}] \
+        and out["wrongToRight"] == []
 
 
 def test_flips_put_the_largest_move_of_the_label_probability_first_then_ids():

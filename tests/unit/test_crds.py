@@ -8,9 +8,6 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-
-from shardwise.api.experiment import ExperimentSpec
-from shardwise.api.forget import ForgetRequestSpec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -19,6 +16,8 @@ from shardwise.api import KINDS, Dataset, ShardedModel
 from shardwise.api.correction import CorrectionSpec
 from shardwise.api.crds import crd_for, main_crds, render_crds, write_crds
 from shardwise.api.dataset import DatasetSpec
+from shardwise.api.experiment import ExperimentSpec
+from shardwise.api.forget import ForgetRequestSpec
 from shardwise.api.model import ShardedModelSpec
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -308,7 +307,8 @@ def test_cel_rule_makes_an_experiments_training_spec_immutable():
     trains = {"datasetRef": "d", "split": "test", "train": {"shards": 2, "slices": 1}}
     assert _allowed("Experiment", tested, {**tested, "split": "all"}) == []
     assert _allowed("Experiment", trains, {**trains, "baselineRef": "b"}) == []
-    assert _allowed("Experiment", trains, {**trains, "train": {"shards": 3, "slices": 1}}) == ["spec.train is immutable"]
+    assert _allowed("Experiment", trains,
+                    {**trains, "train": {"shards": 3, "slices": 1}}) == ["spec.train is immutable"]
     assert _allowed("Experiment", tested, trains) == ["spec.train is immutable"]
     assert _allowed("Experiment", trains, tested) == ["spec.train is immutable"]
 
@@ -392,7 +392,8 @@ def test_a_figure_in_a_status_is_shown_to_four_decimals_whichever_way_it_is_set(
     st.accuracy = 2 / 3  # as a reconcile pass sets it
     assert st.accuracy == 0.6667
     x = Experiment.model_validate({"apiVersion": "shardwise.io/v1alpha1", "kind": "Experiment",
-                                   "metadata": {"name": "x"}, "spec": {"datasetRef": "d", "modelRef": "m"}, "status": {}})
+                                   "metadata": {"name": "x"}, "spec": {"datasetRef": "d", "modelRef": "m"},
+                                   "status": {}})
     x.status.macroF1, x.status.calibrationError, x.status.accuracyDelta = 0.123456, 0.0312345, -0.00004
     assert (x.status.macroF1, x.status.calibrationError, x.status.accuracyDelta) == (0.1235, 0.0312, -0.0)
     assert x.to_doc()["status"]["macroF1"] == 0.1235

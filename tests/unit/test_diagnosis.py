@@ -11,8 +11,14 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from shardwise.diagnosis import metrics as mt
 from shardwise.diagnosis.diagnose import diagnose
-from shardwise.diagnosis.label_issues import (class_thresholds, cleanlab_issues, confident_joint_issues,
-                                              out_of_shard_issues, precision_at, recall_at)
+from shardwise.diagnosis.label_issues import (
+    class_thresholds,
+    cleanlab_issues,
+    confident_joint_issues,
+    out_of_shard_issues,
+    precision_at,
+    recall_at,
+)
 from shardwise.diagnosis.predictions import Predictions
 
 
@@ -166,7 +172,8 @@ def test_strict_confident_learning_flags_where_the_suggested_class_reaches_its_t
     labels, probs, _, _ = noisy_case(1)
     li = confident_joint_issues(labels, probs)
     t, r = class_thresholds(labels, probs), li.ranked
-    assert li.flagged > 0 and np.all(li.label_prob[r] < t[labels[r]]) and np.all(li.suggested_prob[r] >= t[li.suggested[r]])
+    assert li.flagged > 0 and np.all(li.label_prob[r] < t[labels[r]]) \
+        and np.all(li.suggested_prob[r] >= t[li.suggested[r]])
     assert np.all(np.diff(li.score[r]) <= 0)
 
 
@@ -176,7 +183,8 @@ def test_cleanlab_is_wrapped_on_the_same_probabilities():
 
     labels, probs, _, flipped = noisy_case(2)
     li = cleanlab_issues(labels, probs)
-    np.testing.assert_array_equal(li.ranked, find_label_issues(labels, probs, return_indices_ranked_by="self_confidence"))
+    np.testing.assert_array_equal(li.ranked,
+                                  find_label_issues(labels, probs, return_indices_ranked_by="self_confidence"))
     assert 0 < li.flagged < len(labels) and recall_at(li.ranked, flipped, 2 * len(flipped)) > 0.3
 
 
@@ -233,7 +241,8 @@ def test_diagnose_report_parts_are_consistent_and_json_ready(aggregation):
         assert row["accuracy"] == pytest.approx(float((mine == test.labels).mean()))
         assert row["agreement"] == pytest.approx(float((mine == ens_pred).mean()))
     votes = test.probs.argmax(2)
-    assert rep["disagreement"] == pytest.approx(float((votes != votes[:1]).any(0).mean())) and 0 < rep["disagreement"] < 1
+    assert rep["disagreement"] == pytest.approx(float((votes != votes[:1]).any(0).mean())) \
+        and 0 < rep["disagreement"] < 1
     # on the training split a shard is never scored on the samples it trained on
     tr = diagnose(preds, "train", top_hardest=5, top_candidates=5)
     train = preds.split("train")

@@ -5,8 +5,13 @@ from pydantic import ValidationError
 
 from shardwise.api import Experiment
 from shardwise.api.experiment import EXPERIMENT_LABEL, ExperimentSpec
-from shardwise.brain.experiment import (CreateModel, ExperimentObservation, RunEvaluation, build_experiment_model,
-                                        reconcile_experiment)
+from shardwise.brain.experiment import (
+    CreateModel,
+    ExperimentObservation,
+    RunEvaluation,
+    build_experiment_model,
+    reconcile_experiment,
+)
 
 SPEC = ExperimentSpec(modelRef="m", datasetRef="d")
 VERSIONS = frozenset({1, 2, 3, 4})
@@ -25,7 +30,8 @@ def run(spec: ExperimentSpec, o: ExperimentObservation, status=None, name: str =
 
 def report(version: int = 3, **extra) -> dict:
     """A stored report of model m's `version`, tested on the test split of its own revision (1)."""
-    return {"model": "m", "version": version, "split": "test", "datasetRevision": 1, "modelRevision": 1, "accuracy": 0.9,
+    return {"model": "m", "version": version, "split": "test",
+            "datasetRevision": 1, "modelRevision": 1, "accuracy": 0.9,
             "metrics": {"accuracy": 0.9, "macroF1": 0.88, "calibrationError": 0.031},
             "labelIssues": {"method": "m", "flagged": 17, "candidates": []}, **extra}
 

@@ -39,8 +39,10 @@ def test_training_job_carries_the_work_the_gpu_and_the_owner():
     assert {"key": "nvidia.com/gpu", "operator": "Exists"} in pod["tolerations"]
     assert spec["backoffLimit"] == 3 and spec["activeDeadlineSeconds"] == 6 * 3600
     rules = spec["podFailurePolicy"]["rules"]
-    assert rules[0] == {"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [2]}}
-    assert rules[1]["action"] == "Ignore" and rules[1]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    assert rules[0] == {"action": "FailJob",
+                        "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [2]}}
+    assert rules[1]["action"] == "Ignore" \
+        and rules[1]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
     assert pod["restartPolicy"] == "Never"
 
 

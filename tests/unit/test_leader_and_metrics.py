@@ -3,12 +3,12 @@ plane (tests/cluster/test_production_operator.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from shardwise.kube import metrics
 from shardwise.kube.leader import Seen, decide
 
-NOW = datetime(2026, 12, 3, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
 
 
 def test_a_lease_is_created_renewed_taken_over_once_expired_and_otherwise_waited_for():

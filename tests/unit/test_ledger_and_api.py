@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC
 
 import pytest
 from pydantic import ValidationError
@@ -62,7 +63,8 @@ def test_forget_request_needs_exactly_one_selector():
     with pytest.raises(ValidationError, match="exactly one"):
         ForgetRequest.model_validate({**base, "spec": {"datasetRef": "d", "ownerKey": "o", "sampleIds": ["a"]}})
     with pytest.raises(ValidationError):
-        ForgetRequest.model_validate({**base, "metadata": {"name": "../etc"}, "spec": {"datasetRef": "d", "ownerKey": "o"}})
+        ForgetRequest.model_validate({**base, "metadata": {"name": "../etc"},
+                                      "spec": {"datasetRef": "d", "ownerKey": "o"}})
 
 
 def test_layout_refuses_names_that_could_escape_the_namespace():
@@ -97,11 +99,11 @@ def test_vote_and_softmax_mean_aggregation():
 
 
 def test_deadline_time_left_and_risk():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from shardwise.brain.forget import deadline_state
 
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     assert deadline_state("2026-01-31T00:00:00Z", now, 30) == ("30d0h", None)
     assert deadline_state("2026-01-08T12:00:00Z", now, 30) == ("7d12h", None)
     assert deadline_state("2026-01-05T00:00:00Z", now, 30) == ("4d0h", "DeadlineAtRisk")  # under a fifth left

@@ -26,7 +26,8 @@ class State:
     def __init__(self, ds: DatasetState):
         self.ds = ds
         rs = ds.at(ds.revision)
-        self.revision, self.labels, self.tombstoned_at, self.active = rs.revision, rs.labels, rs.tombstoned_at, rs.active
+        self.revision, self.labels, self.tombstoned_at, self.active = (rs.revision, rs.labels, rs.tombstoned_at,
+                                                                       rs.active)
 
     def forget(self, rows):
         return State(self.ds.drop(np.asarray(rows)))
@@ -202,7 +203,8 @@ def test_purge_removes_exactly_what_held_forgotten_samples():
     new = list(old)
     fps2 = slice_fingerprints(a, s2)
     new[1] = old[1][:2] + tuple(
-        CheckpointRef(1, r, f"m/shard-1/slice-{r}/r2/checkpoint", "x", "y", tuple(fps2[1][: r + 1]), (1, 1) + (2,) * (r - 1))
+        CheckpointRef(1, r, f"m/shard-1/slice-{r}/r2/checkpoint", "x", "y", tuple(fps2[1][: r + 1]),
+                      (1, 1) + (2,) * (r - 1))
         for r in (2, 3)
     )
     v2 = VersionManifest(2, 2, tuple(new))

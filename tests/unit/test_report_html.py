@@ -23,7 +23,8 @@ DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 
 def sample_run(classes: tuple[str, ...], seed: int, image: bool = True, n: int = 80, shards: int = 3,
                boost: float = 3.0):
-    """Predictions that are right on most samples (the more, the larger `boost`), a SampleTable to match, and the report."""
+    """Predictions that are right on most samples (the more, the larger `boost`), a SampleTable to match, and the
+    report."""
     rng = np.random.default_rng(seed)
     c = len(classes)
     ids = np.array([f"s{i:03d}" for i in range(n)])
@@ -60,7 +61,8 @@ def test_the_page_is_self_contained_with_plots_thumbnails_and_every_class():
     report, preds, table = sample_run(classes, 0)
     page = render_html(report, preds, table, None)
     text = without_data_uris(page)
-    assert not re.search(r"https?://", text, re.IGNORECASE) and "<script" not in text.lower() and "<link" not in text.lower()
+    assert not re.search(r"https?://", text, re.IGNORECASE) \
+        and "<script" not in text.lower() and "<link" not in text.lower()
     assert set(re.findall(r'src="([^":]*):', page)) == {"data"}  # every src is a data: URI
     images = pngs(page)
     assert all(p.startswith(PNG) for p in images)

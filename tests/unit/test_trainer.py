@@ -21,7 +21,8 @@ NS = "default"
 def make_store(tmp_path, images: bool = False, n: int = 120) -> LocalStore:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, n)
-    x = rng.normal(size=(n, 1, 8, 8) if images else (n, 6)).astype(np.float32) + y.reshape(-1, *([1] * (3 if images else 1)))
+    x = (rng.normal(size=(n, 1, 8, 8) if images else (n, 6)).astype(np.float32)
+         + y.reshape(-1, *([1] * (3 if images else 1))))
     table = SampleTable(np.array([f"s{i}" for i in range(n)]), y.astype(np.int64), x,
                         np.array([""] * n), ("a", "b", "c"))
     store = LocalStore(tmp_path / "store")

@@ -128,7 +128,8 @@ def _check_args(args: argparse.Namespace, request) -> str | None:
     parent = request.parent.key if request.parent else "none"
     last = request.spec.slices - 1
     for flag, given, want in (("--shard", args.shard, request.shard), ("--from-slice", args.from_slice,
-                              request.fromSlice), ("--to-slice", args.to_slice, last), ("--parent", args.parent, parent)):
+                              request.fromSlice), ("--to-slice", args.to_slice, last),
+                              ("--parent", args.parent, parent)):
         if given is not None and str(given) != str(want):
             return f"{flag} {given} does not match the job request ({want})"
     return None

@@ -75,6 +75,8 @@ def experiment_report(store: Store, req: EvaluationRequest, version: VersionMani
     from shardwise.diagnosis.diagnose import diagnose
 
     spec, split = req.spec, req.split
+    if req.predictions is None:
+        raise ValueError("predictions: an Experiment's request names where its predictions go")
     preds = predict_all(store, spec, version.finals(), view, forgotten_now, version.voting())
     store.put_verified(req.predictions, preds.to_npz())
     report = {"experiment": req.experiment, "model": req.model, "modelUid": req.uid,

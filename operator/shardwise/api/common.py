@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -35,11 +35,11 @@ Name = Annotated[
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Strict(BaseModel):
@@ -91,10 +91,11 @@ class StatusBase(Lenient):
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
     message: str = ""
 
-    def same_as(self, other: "StatusBase | None") -> bool:
+    def same_as(self, other: StatusBase | None) -> bool:
         """Equal but for condition timestamps: a status write is needed only when this is False."""
-        def key(st: StatusBase) -> tuple:
-            return st.model_dump(exclude={"conditions"}), [(c.type, c.status, c.reason, c.message) for c in st.conditions]
+        def key(st: StatusBase) -> tuple[Any, ...]:
+            return st.model_dump(exclude={"conditions"}), [(c.type, c.status, c.reason, c.message)
+                                                           for c in st.conditions]
         return other is not None and key(self) == key(other)
 
     def condition(self, type_: str) -> Condition | None:
@@ -127,7 +128,7 @@ class Resource(Lenient, Generic[SpecT, StatusT]):
     # (name, type, jsonPath, description) for kubectl get
     PRINTER_COLUMNS: ClassVar[list[tuple[str, str, str, str]]] = []
 
-    apiVersion: Literal["shardwise.io/v1alpha1"] = API
+    apiVersion: Literal["shardwise.io/v1alpha1"] = "shardwise.io/v1alpha1"  # API
     kind: str
     metadata: ObjectMeta
     spec: SpecT
@@ -157,7 +158,8 @@ class Resource(Lenient, Generic[SpecT, StatusT]):
         # JSON has no NaN or infinity: such a number (in a field kept from another tool, say) is dropped,
         # not dumped as null, so that the stored form reads back as the same document. Explicit nulls
         # inside free-form values (a certificate's datasetRevision) are content and stay.
-        return to_jsonable_python(_without_non_finite(self.model_dump(exclude_none=True)))
+        doc: dict[str, Any] = to_jsonable_python(_without_non_finite(self.model_dump(exclude_none=True)))
+        return doc
 
 
 def _without_non_finite(node: Any) -> Any:

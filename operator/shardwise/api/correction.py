@@ -41,7 +41,7 @@ class CorrectionSpec(Strict):
                     "forget: the rows stay stored; a ForgetRequest removes them.")
 
     @model_validator(mode="after")
-    def _one_edit(self) -> "CorrectionSpec":
+    def _one_edit(self) -> CorrectionSpec:
         if bool(self.relabel) == bool(self.drop):
             raise ValueError(ONE_EDIT)
         ids = [f.id for f in self.relabel] or self.drop

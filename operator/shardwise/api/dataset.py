@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 
 from shardwise.api.common import Resource, StatusBase, Strict, cel_rules
 
-
 ONE_SOURCE = "set exactly one of source.builtin or source.uri"
 
 
@@ -37,7 +36,8 @@ class DatasetSource(Strict):
         "features", max_length=128, description="JSONL only: the key holding the feature list."
     )
     labelsFile: str = Field(
-        "labels.csv", max_length=256, description="Images only: CSV inside the folder with columns file,label[,owner][,id]."
+        "labels.csv", max_length=256,
+        description="Images only: CSV inside the folder with columns file,label[,owner][,id]."
     )
     imageSize: int = Field(28, ge=4, le=256, description="Images only: images are resized to imageSize x imageSize.")
     ownersPerSample: int = Field(
@@ -49,7 +49,7 @@ class DatasetSource(Strict):
     )
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "DatasetSource":
+    def _exactly_one(self) -> DatasetSource:
         if (self.builtin is None) == (self.uri is None):
             raise ValueError(ONE_SOURCE)
         return self
@@ -58,7 +58,8 @@ class DatasetSource(Strict):
 class DatasetSpec(Strict):
     source: DatasetSource
     testFraction: float = Field(
-        0.2, ge=0.0, le=0.9, description="Share of samples held out for evaluation, chosen by a seeded hash of the id. Immutable."
+        0.2, ge=0.0, le=0.9,
+        description="Share of samples held out for evaluation, chosen by a seeded hash of the id. Immutable."
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description=(
         "Seed of the train/test split and of the samples' placement words (a keyed hash of each sample's "
@@ -70,7 +71,7 @@ class DatasetSpec(Strict):
             "of a class keeps the class). Immutable."))
 
     @model_validator(mode="after")
-    def _distinct_classes(self) -> "DatasetSpec":
+    def _distinct_classes(self) -> DatasetSpec:
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             dup = next(c for c in self.classes if self.classes.count(c) > 1)
             raise ValueError(f"spec.classes: {dup!r} is listed twice")

@@ -14,7 +14,6 @@ from pydantic import Field, model_validator
 from shardwise.api.common import Figure, Name, Resource, StatusBase, Strict, cel_rules
 from shardwise.api.model import ModelSettings
 
-
 EXPERIMENT_LABEL = "shardwise.io/experiment"  # on the ShardedModel an Experiment trains
 
 
@@ -38,7 +37,7 @@ class ExperimentSpec(Strict):
     baselineRef: Name | None = Field(None, description="Another Experiment to compare with.")
 
     @model_validator(mode="after")
-    def _one_model(self) -> "ExperimentSpec":
+    def _one_model(self) -> ExperimentSpec:
         if (self.modelRef is None) == (self.train is None):
             raise ValueError(ONE_MODEL)
         return self
@@ -56,7 +55,8 @@ class ExperimentStatus(StatusBase):
     calibrationError: Figure | None = Field(
         None, description="Expected calibration error of the ensemble on the split (15 equal-width confidence bins).")
     labelIssues: int | None = Field(
-        None, ge=0, description="Samples flagged as possibly mislabeled (out-of-shard probabilities, all active samples).")
+        None, ge=0,
+        description="Samples flagged as possibly mislabeled (out-of-shard probabilities, all active samples).")
     accuracyDelta: Figure | None = Field(
         None, description="Accuracy minus the baseline Experiment's (spec.baselineRef), on the same split.")
     reportKey: str | None = Field(None, description="Store key of the full report.")

@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 
 from shardwise.api.common import Name, Resource, StatusBase, Strict, cel_rules
 
-
 ONE_SELECTOR = "set exactly one of spec.sampleIds or spec.ownerKey"
 
 
@@ -26,10 +25,13 @@ class ForgetRequestSpec(Strict):
     ownerKey: str | None = Field(
         None, min_length=1, max_length=256, description="Forget every sample of this owner key."
     )
-    deadlineDays: int = Field(30, ge=1, le=3650, description="Days from creation within which it must complete. Immutable, like the rest of the spec.")
+    deadlineDays: int = Field(
+        30, ge=1, le=3650,
+        description="Days from creation within which it must complete. Immutable, like the rest of the spec."
+    )
 
     @model_validator(mode="after")
-    def _one_selector(self) -> "ForgetRequestSpec":
+    def _one_selector(self) -> ForgetRequestSpec:
         if bool(self.sampleIds) == (self.ownerKey is not None):
             raise ValueError(ONE_SELECTOR)
         if any(not 1 <= len(i) <= 256 for i in self.sampleIds):

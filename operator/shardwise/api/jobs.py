@@ -26,7 +26,7 @@ class Checkpoint(Strict):
     revisions: list[int]
 
     @classmethod
-    def of(cls, ref: CheckpointRef) -> "Checkpoint":
+    def of(cls, ref: CheckpointRef) -> Checkpoint:
         return cls.model_validate(ref.to_dict())
 
     def ref(self) -> CheckpointRef:

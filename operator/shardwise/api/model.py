@@ -20,7 +20,7 @@ class ArchitectureSpec(Strict):
     )
 
     @model_validator(mode="after")
-    def _sane(self) -> "ArchitectureSpec":
+    def _sane(self) -> ArchitectureSpec:
         if any(not 1 <= h <= 65536 for h in self.hiddenUnits):
             raise ValueError("architecture.hiddenUnits: every width must be between 1 and 65536")
         return self
@@ -100,7 +100,8 @@ class ShardedModelStatus(StatusBase):
     placement: dict[str, Any] | None = Field(None, description=(
         "Where hash placement put the active training samples: shardSamples (per shard), sliceMin and sliceMax "
         "(the smallest and largest slice), emptyShards (they do not vote)."))
-    retraining: list[dict[str, int]] = Field(default_factory=list, description="Shards in work or waiting: shard, fromSlice, slicesDone (from the trainer's progress in the store).")
+    retraining: list[dict[str, int]] = Field(default_factory=list, description=(
+        "Shards in work or waiting: shard, fromSlice, slicesDone (from the trainer's progress in the store)."))
 
 
 class ShardedModel(Resource[ShardedModelSpec, ShardedModelStatus]):

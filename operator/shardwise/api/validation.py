@@ -24,7 +24,7 @@ def describe_validation(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_doc(doc: Any, where: str) -> Resource:
+def parse_doc(doc: Any, where: str) -> Resource[Any, Any]:
     if not isinstance(doc, dict):
         raise InvalidInput(f"{where}: a manifest must be a mapping, not {type(doc).__name__}")
     if doc.get("apiVersion") != API:

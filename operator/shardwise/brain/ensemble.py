@@ -15,11 +15,11 @@ def aggregate(probs: np.ndarray, method: str, voting: np.ndarray | list[bool] | 
             raise ValueError("no shard of the model has a training sample: it cannot predict")
         probs = probs[voting]
     if method == "softmax-mean":
-        return probs.mean(axis=0)
+        return np.asarray(probs.mean(axis=0))
     if method == "vote":
         s, n, c = probs.shape
         votes = np.zeros((n, c))
         np.add.at(votes, (np.arange(n)[None, :].repeat(s, 0), probs.argmax(axis=2)), 1.0)
         # ties are broken by the mean softmax, so the vote is deterministic
-        return votes + probs.mean(axis=0) * 1e-6
+        return np.asarray(votes + probs.mean(axis=0) * 1e-6)
     raise ValueError(f"unknown aggregation {method!r}")

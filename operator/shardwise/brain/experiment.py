@@ -9,6 +9,7 @@ and runs again when the baseline is re-tested on another version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from shardwise.api import Experiment, ShardedModel
 from shardwise.api.experiment import EXPERIMENT_LABEL, ExperimentSpec, ExperimentStatus
@@ -22,8 +23,8 @@ class ExperimentObservation:
     model_owner: str | None = None  # its shardwise.io/experiment label: the Experiment that trains it
     published: int | None = None
     stored_versions: frozenset[int] = field(default_factory=frozenset)  # version manifests in the store
-    report: dict | None = None  # this Experiment's stored report
-    baseline: dict | None = None  # the baseline Experiment's stored report
+    report: dict[str, Any] | None = None  # this Experiment's stored report
+    baseline: dict[str, Any] | None = None  # the baseline Experiment's stored report
     dataset_revision: int | None = None  # the Dataset's current revision
     model_uid: str | None = None  # the model's metadata.uid: a report of a same-named earlier model is not its own
 
@@ -60,7 +61,7 @@ def build_experiment_model(exp: Experiment) -> ShardedModel:
     })
 
 
-def _answers(report: dict, spec: ExperimentSpec, model: str, version: int, uid: str | None) -> bool:
+def _answers(report: dict[str, Any], spec: ExperimentSpec, model: str, version: int, uid: str | None) -> bool:
     """Whether a stored report is this spec's test run: the same model (name, and uid where both
     know it), version, split and Dataset revision (the pinned one, else the version's own). Any
     other report is run again."""
@@ -70,7 +71,7 @@ def _answers(report: dict, spec: ExperimentSpec, model: str, version: int, uid: 
         model, version, spec.split, revision) and revision is not None and same_model
 
 
-def _compared_with(report: dict) -> tuple[str | None, int | None]:
+def _compared_with(report: dict[str, Any]) -> tuple[str | None, int | None]:
     c = report.get("comparison") or {}
     return c.get("baseline"), c.get("baselineVersion")
 
@@ -147,7 +148,7 @@ def reconcile_experiment(name: str, spec: ExperimentSpec, status: ExperimentStat
     return [], st
 
 
-def _summary(version: int, st: ExperimentStatus, comparison: dict | None) -> str:
+def _summary(version: int, st: ExperimentStatus, comparison: dict[str, Any] | None) -> str:
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.4f}"
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from shardwise.api.forget import ForgetRequestSpec
+from shardwise.api.model import ShardedModelStatus
 from shardwise.brain.revision import Resolution, Tombstones, resolve_ids, resolve_owner
 
 MAX_LISTED = 10
@@ -35,13 +37,36 @@ def rejection(spec: ForgetRequestSpec, res: Resolution) -> str | None:
     return f"spec.sampleIds: {len(res.unknown)} id(s) not in Dataset {spec.datasetRef!r}: {shown}{more}"
 
 
+def waiting_for(revision: int, models: list[tuple[str, ShardedModelStatus | None]]) -> tuple[str, str] | None:
+    """(phase, message) of a ForgetRequest tombstoned at `revision` while some model on its Dataset has not
+    yet published and purged that revision; None once every one has.
+
+    Queued while a model has never published (its first training comes first), WaitingForAdmission while
+    one that owes the retrain is held by its queue, Retraining otherwise; a failed model is named with
+    what to do about it."""
+    waiting = [name for name, st in models
+               if st is None or (st.purgedRevision or 0) < revision or (st.datasetRevision or 0) < revision]
+    if not waiting:
+        return None
+    statuses = dict(models)
+    phase = ("Queued" if any(st is None or st.publishedVersion is None for st in statuses.values())
+             else "WaitingForAdmission" if any((st := statuses[n]) is not None and st.phase == "WaitingForAdmission"
+                                               for n in waiting)
+             else "Retraining")
+    failed = [f"{n} failed: {c.message}" for n in waiting
+              if (st := statuses[n]) is not None and st.phase == "Failed" and (c := st.condition("Failed")) is not None]
+    return phase, f"waiting for {', '.join(waiting)} to retrain, publish and purge" + "".join(
+        f"; {f} (fix it, or delete the model: its checkpoints are then purged)" for f in failed)
+
+
 def deadline_state(deadline: str, now: datetime, window_days: int) -> tuple[str, str | None]:
     """(time left as text, None or the reason it is at risk). At risk: under a fifth of the window left."""
-    end = datetime.strptime(deadline, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    end = datetime.strptime(deadline, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     left = (end - now).total_seconds()
     if left <= 0:
         return "0s", "DeadlineMissed"
-    text = f"{int(left // 86400)}d{int(left % 86400 // 3600)}h" if left >= 86400 else f"{int(left // 3600)}h{int(left % 3600 // 60)}m"
+    text = (f"{int(left // 86400)}d{int(left % 86400 // 3600)}h" if left >= 86400
+            else f"{int(left // 3600)}h{int(left % 3600 // 60)}m")
     return text, ("DeadlineAtRisk" if left < window_days * 86400 / 5 else None)
 
 

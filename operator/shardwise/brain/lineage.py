@@ -74,7 +74,7 @@ class CheckpointRef:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CheckpointRef":
+    def from_dict(cls, d: dict[str, Any]) -> CheckpointRef:
         return cls(
             shard=int(d["shard"]),
             slice=int(d["slice"]),

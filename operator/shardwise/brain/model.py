@@ -10,6 +10,7 @@ whatever still holds forgotten samples is purged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from shardwise.api.model import ShardedModelSpec, ShardedModelStatus
 from shardwise.brain.lineage import Chain, CheckpointRef, plan_shard
@@ -62,7 +63,8 @@ class ModelObservation:
     evaluated_version: int | None = None
     corrupt: frozenset[str] = frozenset()  # checkpoint keys a job found corrupt and that are still corrupt
     dataset_problem: tuple[str, str] | None = None  # (reason, message) when the Dataset is missing or failed
-    spread: dict | None = None  # training samples per shard and the smallest/largest slice (Assignment.spread)
+    # training samples per shard and the smallest/largest slice (Assignment.spread)
+    spread: dict[str, Any] | None = None
 
 
 MIN_PER_SLICE = 10  # below this many training samples a slice on average, a spec is warned about
@@ -74,7 +76,7 @@ def evaluation_job_name(model: str, version: int) -> str:
     return model[: 63 - len(suffix)] + suffix
 
 
-def placement_warning(spread: dict, shards: int, slices: int) -> str | None:
+def placement_warning(spread: dict[str, Any], shards: int, slices: int) -> str | None:
     """Why a spec leaves shards or slices (nearly) empty on this Dataset, or None.
 
     Hash placement spreads samples like a multinomial: with a few samples per slice some slices
@@ -187,7 +189,7 @@ def reconcile_model(obs: ModelObservation) -> tuple[list[Action], ShardedModelSt
     status.conditions = [c for c in status.conditions if c.type != "Failed"]
 
     if len(ready) == spec.shards:
-        complete = tuple(ready)  # type: ignore[arg-type]
+        complete = tuple(ready)
         pub = obs.published
         if pub is None or tuple(pub.chains) != complete:
             version = 1 if pub is None else pub.version + 1

@@ -26,10 +26,10 @@ class Gone:
     since: np.ndarray  # int32
 
     @classmethod
-    def empty(cls) -> "Gone":
+    def empty(cls) -> Gone:
         return cls(*(np.array([], dtype=np.int32) for _ in range(3)))
 
-    def upto(self, revision: int) -> "Gone":
+    def upto(self, revision: int) -> Gone:
         m = self.since <= revision
         return Gone(self.shard[m], self.slice[m], self.since[m])
 
@@ -53,6 +53,14 @@ class PurgePlan:
     @property
     def empty(self) -> bool:
         return not self.checkpoints and not self.versions
+
+
+def orphans_to_delete(undescribed: list[tuple[str, int, int]], revision: int, busy: set[int]) -> list[str]:
+    """Checkpoints (key, shard, revision) that no meta.json and no version describes: a trainer killed
+    between a checkpoint and its meta leaves such an orphan. Without lineage it cannot be judged, so one
+    trained at a revision older than `revision` goes, unless a job on its shard is running (it may be the
+    one about to write the meta)."""
+    return sorted(key for key, shard, rev in undescribed if rev < revision and shard not in busy)
 
 
 class PurgeWouldBreakServing(RuntimeError):

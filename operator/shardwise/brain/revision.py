@@ -33,7 +33,7 @@ class RevisionState:
 
     @property
     def active(self) -> np.ndarray:
-        return self.tombstoned_at == 0
+        return np.asarray(self.tombstoned_at == 0)
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Tombstones:
     forgotten_at: np.ndarray  # int32: the revision that forgot it
 
     @classmethod
-    def empty(cls) -> "Tombstones":
+    def empty(cls) -> Tombstones:
         return cls(np.array([], dtype="S64"), np.array([], dtype="S64"), np.array([], dtype=np.uint64),
                    np.array([], dtype=np.uint64), np.array([], dtype=bool), np.array([], dtype=np.int32),
                    np.array([], dtype=np.int32))
@@ -57,10 +57,10 @@ class Tombstones:
     def __len__(self) -> int:
         return len(self.id_tag)
 
-    def append(self, other: "Tombstones") -> "Tombstones":
+    def append(self, other: Tombstones) -> Tombstones:
         return Tombstones(*(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)))
 
-    def take(self, idx: np.ndarray) -> "Tombstones":
+    def take(self, idx: np.ndarray) -> Tombstones:
         return Tombstones(*(getattr(self, f.name)[idx] for f in fields(self)))
 
 
@@ -77,7 +77,7 @@ class DatasetState:
     tombstones: Tombstones
 
     @classmethod
-    def initial(cls, labels: np.ndarray, revision: int = 1, tombstones: Tombstones | None = None) -> "DatasetState":
+    def initial(cls, labels: np.ndarray, revision: int = 1, tombstones: Tombstones | None = None) -> DatasetState:
         n = len(labels)
         return cls(revision, np.asarray(labels, dtype=np.int64), np.zeros(n, dtype=np.int32),
                    np.array([], dtype=np.int64), np.array([], dtype=np.int32), np.array([], dtype=np.int64),
@@ -96,7 +96,7 @@ class DatasetState:
         return RevisionState(revision, labels, dropped.astype(np.int32))
 
     # -- the next revision ----------------------------------------------------------------
-    def relabel(self, rows: np.ndarray, labels: np.ndarray) -> "DatasetState":
+    def relabel(self, rows: np.ndarray, labels: np.ndarray) -> DatasetState:
         rev = self.revision + 1
         rows = np.asarray(rows, dtype=np.int64)
         new = self.labels.copy()
@@ -107,14 +107,14 @@ class DatasetState:
                        undo_rev=np.concatenate([self.undo_rev, np.full(rows.size, rev, dtype=np.int32)]),
                        undo_old=np.concatenate([self.undo_old, old]))
 
-    def drop(self, rows: np.ndarray) -> "DatasetState":
+    def drop(self, rows: np.ndarray) -> DatasetState:
         rev = self.revision + 1
         d = self.dropped_at.copy()
         rows = np.asarray(rows, dtype=np.int64)
         d[rows[d[rows] == 0]] = rev
         return replace(self, revision=rev, dropped_at=d)
 
-    def forget(self, rows: np.ndarray, gone: Tombstones) -> "DatasetState":
+    def forget(self, rows: np.ndarray, gone: Tombstones) -> DatasetState:
         """The next revision without `rows` (live rows), whose tombstones are `gone` (same order)."""
         rev = self.revision + 1
         rows = np.asarray(rows, dtype=np.int64)
@@ -134,7 +134,7 @@ class DatasetState:
                 **{f"t_{f.name}": getattr(t, f.name) for f in fields(t)}}
 
     @classmethod
-    def from_arrays(cls, z: dict[str, np.ndarray]) -> "DatasetState":
+    def from_arrays(cls, z: dict[str, np.ndarray]) -> DatasetState:
         t = Tombstones(*(z[f"t_{f.name}"] for f in fields(Tombstones)))
         return cls(int(z["revision"]), z["labels"], z["dropped_at"], z["undo_row"], z["undo_rev"], z["undo_old"], t)
 

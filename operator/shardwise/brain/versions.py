@@ -41,7 +41,7 @@ class VersionManifest:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VersionManifest":
+    def from_dict(cls, d: dict[str, Any]) -> VersionManifest:
         return cls(
             version=int(d["version"]),
             revision=int(d["datasetRevision"]),
@@ -71,6 +71,13 @@ class JobRecord:
     slices_done: int = 0
     corrupt: str = ""  # on failure: the key of a checkpoint that failed its sha256 check
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def jobs_in_version(jobs: list[JobRecord], new_keys: set[str]) -> list[JobRecord]:
+    """The jobs whose output a new version holds (`new_keys`: its checkpoints the previous one did not).
+    A follow-up job builds on the checkpoints of the job it followed (a forget that landed mid-job), so
+    matching whole chains would drop that one: a job counts when any checkpoint it trained is new."""
+    return [j for j in jobs if j.state == "succeeded" and any(r.key in new_keys for r in j.chain[j.from_slice:])]
 
 
 def job_name(model: str, shard: int, revision: int, from_slice: int) -> str:

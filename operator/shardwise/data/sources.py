@@ -175,7 +175,7 @@ class _Local:
             except OSError as e:
                 raise InvalidInput(f"{self.name}: cannot be read: {e.strerror or e}") from None
 
-    def child(self, rel: str) -> "_Local":
+    def child(self, rel: str) -> _Local:
         return _Local(f"{self.name.rstrip('/')}/{rel}", self.path.joinpath(*rel.split("/")))
 
 
@@ -228,7 +228,7 @@ class _Stored:
     def open(self) -> Iterator[IO[bytes]]:
         yield io.BytesIO(self.read())
 
-    def child(self, rel: str) -> "_Stored":
+    def child(self, rel: str) -> _Stored:
         prefix = self.key if self.key == "" or self.key.endswith("/") else self.key + "/"
         return _Stored(f"{self.name.rstrip('/')}/{rel}", self.store, prefix + rel)
 
@@ -386,7 +386,8 @@ class _Rows:
             if bad is not None:
                 line = self.first_line[self.ids[bad]]
                 raise InvalidInput(f"{_where(self.name, line, label_field)}: {self.labels[bad]!r} is not one of the "
-                                   f"Dataset's classes ({', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''})")
+                                   f"Dataset's classes ({', '.join(classes[:20])}"
+                                   f"{' ...' if len(classes) > 20 else ''})")
         codes, class_names = encode_labels(self.labels, classes)
         return SampleTable(
             ids=np.array(self.ids, dtype=str),
@@ -681,12 +682,12 @@ def _decode_image(data: bytes, size: int) -> np.ndarray:
         kind = IMAGE_FORMATS.get(img.format or "")
         if kind is None:
             raise ValueError(f"a {img.format or 'unknown'} image; only PNG and JPEG are read")
-        img = ImageOps.exif_transpose(img)
-        if img.mode.startswith("I"):  # 16-bit grayscale PNG: keep its precision
-            arr = np.asarray(img, dtype=np.float32) / 65535.0
+        upright = ImageOps.exif_transpose(img)
+        if upright.mode.startswith("I"):  # 16-bit grayscale PNG: keep its precision
+            arr = np.asarray(upright, dtype=np.float32) / 65535.0
             small = Image.fromarray(arr).resize((size, size), Image.Resampling.BILINEAR)
             return np.clip(np.asarray(small, dtype=np.float32), 0.0, 1.0)
-        small = img.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+        small = upright.convert("L").resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(small, dtype=np.float32) / 255.0
 
 

@@ -60,7 +60,8 @@ def label_issue_rows(preds: Predictions, k: int) -> dict[str, Any]:
     li = find_label_issues(preds.labels, preds.out_of_shard())
     # one shard: every training sample was seen by the only model, so its scores are in-sample
     return {"method": li.method, "flagged": li.flagged, "outOfShard": preds.shards > 1,
-            "candidates": [{"id": str(preds.ids[i]), "label": names[preds.labels[i]], "suggested": names[li.suggested[i]],
+            "candidates": [{"id": str(preds.ids[i]), "label": names[preds.labels[i]],
+                            "suggested": names[li.suggested[i]],
                             "score": float(li.score[i]), "labelProb": float(li.label_prob[i]),
                             "suggestedProb": float(li.suggested_prob[i]), "train": bool(preds.train[i]),
                             "shard": int(preds.shard[i]), "slice": int(preds.slice[i])} for i in li.ranked[:k]]}

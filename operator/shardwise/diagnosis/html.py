@@ -31,7 +31,8 @@ body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 a
 color:#1d1d1f;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .sub{color:#555;margin-bottom:12px}.note{color:#666;font-size:12px;margin:4px 0}
-.cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:130px}
+.cards{display:flex;flex-wrap:wrap;gap:10px}\
+.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:130px}
 .card .k{color:#666;font-size:12px}.card .v{font-size:20px;font-weight:600}
 .plots{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}.plots figure{margin:0}
 .plots figcaption{font-size:12px;color:#555;text-align:center}
@@ -192,7 +193,7 @@ class _Samples:
 
     def cell(self, sid: str) -> str:
         i = self.pos.get(str(sid))
-        if i is None:
+        if i is None or self.table is None:
             return '<td class="flat">—</td>'
         row = self.table.features[i]
         if is_image_row(row):
@@ -246,7 +247,8 @@ def _cards(report: dict[str, Any], comparison: dict[str, Any] | None) -> str:
     out = []
     for label, value, key, better in items:
         delta = f"<div>{_signed(deltas.get(key), better)} vs baseline</div>" if comparison and key else ""
-        out.append(f'<div class="card"><div class="k">{_esc(label)}</div><div class="v">{_num(value)}</div>{delta}</div>')
+        out.append(f'<div class="card"><div class="k">{_esc(label)}</div>'
+                   f'<div class="v">{_num(value)}</div>{delta}</div>')
     if issues:
         out.append(f'<div class="card"><div class="k">label-issue candidates</div>'
                    f'<div class="v">{_esc(issues.get("flagged", len(issues.get("candidates", []))))}</div></div>')

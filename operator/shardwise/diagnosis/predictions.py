@@ -81,11 +81,11 @@ class Predictions:
             return total.astype(np.float32)
         return ((total - own) / count[:, None]).astype(np.float32)
 
-    def subset(self, mask: np.ndarray) -> "Predictions":
+    def subset(self, mask: np.ndarray) -> Predictions:
         return Predictions(self.ids[mask], self.labels[mask], self.train[mask], self.shard[mask], self.slice[mask],
                            self.probs[:, mask], self.class_names, self.aggregation, self.voting)
 
-    def split(self, name: str) -> "Predictions":
+    def split(self, name: str) -> Predictions:
         """The samples of one split: test, train or all."""
         return self.subset({"test": ~self.train, "train": self.train, "all": np.ones_like(self.train)}[name])
 
@@ -100,7 +100,7 @@ class Predictions:
         return buf.getvalue()
 
     @classmethod
-    def from_npz(cls, data: bytes) -> "Predictions":
+    def from_npz(cls, data: bytes) -> Predictions:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return cls(z["ids"], z["labels"], z["train"], z["shard"], z["slice"], z["probs"],
                        tuple(z["class_names"].tolist()), str(z["aggregation"]),

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import kopf
 from minio import Minio
@@ -20,22 +21,28 @@ from pydantic import ValidationError
 
 from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import Resource, StatusBase, iso, now
+from shardwise.api.validation import describe_validation
 from shardwise.brain.model import StartJob
 from shardwise.control import StoreControl
 from shardwise.errors import ShardwiseError
 from shardwise.kube import metrics
 from shardwise.kube.client import Kube
-from shardwise.kube.jobs import (TrainerSettings, build_evaluation_job, build_experiment_job,
-                                 build_experiment_model_body, build_training_job)
+from shardwise.kube.jobs import (
+    TrainerSettings,
+    build_evaluation_job,
+    build_experiment_job,
+    build_experiment_model_body,
+    build_training_job,
+)
 from shardwise.kube.settings import OperatorSettings
-from shardwise.api.validation import describe_validation
 from shardwise.reconcile.namespace import NamespaceReconciler
-from shardwise.reconcile.ports import Snapshot, SourceAccess
+from shardwise.reconcile.ports import JobLiveness, JobState, Snapshot, SourceAccess
 from shardwise.store import open_store, s3_attempts, s3_client
 from shardwise.store.base import Store
 from shardwise.store.s3 import S3Store
 
 log = logging.getLogger("shardwise.operator")
+R = TypeVar("R", bound=Resource)
 # On a Dataset that a ShardedModel or Experiment names: its deletion handler (and so its finalizer) applies
 # to these only, so an unused Dataset deletes at once even with the operator stopped.
 IN_USE = "shardwise.io/in-use"
@@ -89,7 +96,7 @@ class Body:
                                active_deadline_seconds=s.deadline_seconds, gpu_tolerations=tuple(s.gpu_tolerations),
                                image_pull_secrets=s.image_pull_secrets)
 
-    async def _parse(self, cls: type[Resource], doc: dict[str, Any]) -> Resource | None:
+    async def _parse(self, cls: type[R], doc: dict[str, Any]) -> R | None:
         """A bad spec becomes a Failed condition naming the field, never an exception (no crash loop)."""
         try:
             return cls.model_validate(doc)
@@ -101,7 +108,7 @@ class Body:
                                       "observedGeneration": meta.get("generation"), "lastTransitionTime": iso(now())}]}
             if (doc.get("status") or {}).get("message") != msg:
                 await self.kube.patch_status(cls.PLURAL, meta["namespace"], meta["name"], status)
-                kopf.warn(doc, reason="InvalidSpec", message=msg)
+                kopf.warn(cast(kopf.Body, doc), reason="InvalidSpec", message=msg)
                 log.warning(f"{cls.KIND.lower()}/{meta.get('namespace')}/{meta.get('name')}: InvalidSpec: {msg}")
             return None
 
@@ -208,7 +215,7 @@ class KubeResources:
         _event(res.to_doc(), reason=reason, message=message)
 
     def certified(self, fr: ForgetRequest) -> None:
-        metrics.certified(self.ns, fr.metadata.creationTimestamp, fr.status.completedAt)
+        metrics.certified(self.ns, fr.metadata.creationTimestamp, fr.status.completedAt if fr.status else None)
 
 
 class JobExecutor:
@@ -249,16 +256,16 @@ class JobWork:
 def _event(obj: dict[str, Any], reason: str, message: str) -> None:
     """An Event on the object (kubectl describe), and the same line in the operator's log (kubectl logs)."""
     try:
-        kopf.info(obj, reason=reason, message=message)
+        kopf.info(cast(kopf.Body, obj), reason=reason, message=message)
     except LookupError:  # outside kopf's handler context (no event queue): the log line below stands for it
         pass
     meta = obj.get("metadata") or {}
     log.info(f"{str(obj.get('kind', '')).lower()}/{meta.get('namespace')}/{meta.get('name')}: {reason}: {message}")
 
 
-def _liveness(jobs: dict[str, dict[str, Any]]) -> Callable[[str, dict], str | None]:
+def _liveness(jobs: dict[str, dict[str, Any]]) -> JobLiveness:
     """Job state from the API server, the result from the store (the trainer writes it)."""
-    def state(name: str, st: dict) -> str | None:
+    def state(name: str, st: dict[str, Any]) -> JobState | None:
         job = jobs.get(name)
         if job is None:  # gone (TTL) or never created: the store says whether it finished
             return st.get("state") if st.get("state") in ("succeeded", "failed") else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -86,7 +87,7 @@ class Kube:
                 out[j.metadata.name] = self.api.sanitize_for_serialization(j)
         return out
 
-    async def managed_jobs(self, ns: str) -> list[dict[str, Any]]:
+    async def managed_jobs(self, ns: str) -> builtins.list[dict[str, Any]]:
         """Every Job the operator made in a namespace (training, evaluation, experiment)."""
         res = await self.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/managed-by=shardwise")
         return [self.api.sanitize_for_serialization(j) for j in res.items

@@ -65,7 +65,7 @@ class Cluster:
             return self._run(go())
         except ApiException as e:
             raise _refusal(what, e) from None
-        except (OSError, asyncio.TimeoutError, TimeoutError) as e:
+        except (OSError, TimeoutError) as e:
             raise ClusterUnavailable(f"{what}: the API server of {self.where} cannot be reached: {e}") from None
         except Exception as e:  # aiohttp's client errors carry no common base with OSError
             if type(e).__module__.startswith("aiohttp"):
@@ -91,8 +91,9 @@ class ClusterRegistry:
 
     def get(self, cls: type[R], name: str) -> R | None:
         try:
-            doc = self.cluster.call(f"{cls.KIND} {self.namespace}/{name}", lambda: self.custom.get_namespaced_custom_object(
-                API_GROUP, API_VERSION, self.namespace, cls.PLURAL, name))
+            doc = self.cluster.call(f"{cls.KIND} {self.namespace}/{name}",
+                                    lambda: self.custom.get_namespaced_custom_object(
+                                        API_GROUP, API_VERSION, self.namespace, cls.PLURAL, name))
         except NotFound:
             return None
         return cls.model_validate(doc)
@@ -104,8 +105,9 @@ class ClusterRegistry:
         return r
 
     def list(self, cls: type[R]) -> list[R]:
-        doc = self.cluster.call(f"list {cls.PLURAL} in {self.namespace}", lambda: self.custom.list_namespaced_custom_object(
-            API_GROUP, API_VERSION, self.namespace, cls.PLURAL))
+        doc = self.cluster.call(f"list {cls.PLURAL} in {self.namespace}",
+                                lambda: self.custom.list_namespaced_custom_object(
+                                    API_GROUP, API_VERSION, self.namespace, cls.PLURAL))
         return [cls.model_validate(d) for d in doc.get("items", [])]
 
     def create(self, res: R, generate_name: str | None = None) -> R:

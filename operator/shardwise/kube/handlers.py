@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import kopf
 
 from shardwise import API_GROUP, API_VERSION
-from shardwise.api.common import iso, now
 from shardwise.api import Dataset, ShardedModel
+from shardwise.api.common import iso, now
 from shardwise.kube.body import IN_USE, Body
 from shardwise.kube.client import Kube, make_api_client
 from shardwise.kube.leader import Leader
@@ -62,7 +63,9 @@ def _acting(memo: kopf.Memo) -> bool:
     return memo.leader is None or memo.leader.leading
 
 
-async def _pass(namespace: str, memo: kopf.Memo, **_) -> None:
+async def _pass(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if namespace is None:  # the kinds are namespaced: kopf passes None for cluster-scoped ones only
+        return
     memo.namespaces.add(namespace)  # seen while standing by too: the catch-up on taking over passes it
     if not memo.get("resync_started"):
         # started here, not at startup: a task copies the context it is made in, and only a handler's
@@ -89,7 +92,7 @@ async def _resync(memo: kopf.Memo) -> None:
     while True:
         try:
             await asyncio.wait_for(memo.wakeup.wait(), timeout=memo.resync)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         memo.wakeup.clear()
         for ns in sorted(memo.namespaces) if _acting(memo) else ():
@@ -100,14 +103,13 @@ async def _resync(memo: kopf.Memo) -> None:
 
 
 for _plural in (*CRS, "corrections"):
-    _kw = dict(group=API_GROUP, version=API_VERSION, plural=_plural)
-    kopf.on.create(**_kw, id=f"{_plural}-create")(_pass)
-    kopf.on.resume(**_kw, id=f"{_plural}-resume")(_pass)
-    kopf.on.update(**_kw, field="spec", id=f"{_plural}-update")(_pass)
+    kopf.on.create(API_GROUP, API_VERSION, _plural, id=f"{_plural}-create")(_pass)
+    kopf.on.resume(API_GROUP, API_VERSION, _plural, id=f"{_plural}-resume")(_pass)
+    kopf.on.update(API_GROUP, API_VERSION, _plural, field="spec", id=f"{_plural}-update")(_pass)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-async def job_event(namespace: str, memo: kopf.Memo, **_) -> None:
+async def job_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """An owned Job changed (started, progressed, finished): reconcile its namespace."""
     await _pass(namespace, memo)
 

@@ -86,7 +86,8 @@ def _job(model: ShardedModel, name: str, labels: dict[str, str], args: list[str]
         "args": args,
         "env": [
             {"name": "SHARDWISE_S3_ENDPOINT", "value": s.s3_endpoint},
-            {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": s.s3_secret, "key": "AWS_ACCESS_KEY_ID"}}},
+            {"name": "AWS_ACCESS_KEY_ID",
+             "valueFrom": {"secretKeyRef": {"name": s.s3_secret, "key": "AWS_ACCESS_KEY_ID"}}},
             {"name": "AWS_SECRET_ACCESS_KEY",
              "valueFrom": {"secretKeyRef": {"name": s.s3_secret, "key": "AWS_SECRET_ACCESS_KEY"}}},
             {"name": "HOME", "value": "/tmp"},

@@ -14,9 +14,10 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
@@ -69,7 +70,7 @@ class Leader:
 
     async def step(self) -> bool:
         """Try once to hold the Lease; whether this instance leads now."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         try:
             lease = await self.coord.read_namespaced_lease(self.name, self.namespace)
         except ApiException as e:
@@ -125,7 +126,7 @@ class Leader:
         try:
             lease = await self.coord.read_namespaced_lease(self.name, self.namespace)
             if lease.spec.holder_identity == self.me:
-                body = self._body(datetime.now(timezone.utc), False, lease.metadata.resource_version)
+                body = self._body(datetime.now(UTC), False, lease.metadata.resource_version)
                 body["spec"]["holderIdentity"] = None
                 await self.coord.replace_namespaced_lease(self.name, self.namespace, body)
         except Exception as e:  # noqa: BLE001 - best effort: the lease expires anyway

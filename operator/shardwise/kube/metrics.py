@@ -9,7 +9,7 @@ objects at each namespace pass, so a restarted operator reports the truth at onc
 from __future__ import annotations
 
 from collections import Counter as Tally
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
@@ -52,7 +52,7 @@ def job_counts(jobs: list[dict[str, Any]]) -> Tally[tuple[str, str]]:
 
 
 def seconds_left(deadline: str, now: datetime) -> float:
-    end = datetime.strptime(deadline, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    end = datetime.strptime(deadline, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return (end - now).total_seconds()
 
 

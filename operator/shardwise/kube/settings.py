@@ -29,7 +29,7 @@ class OperatorSettings:
     lease_name: str = "shardwise-operator"
 
     @classmethod
-    def from_env(cls) -> "OperatorSettings":
+    def from_env(cls) -> OperatorSettings:
         e = os.environ.get
         return cls(
             trainer_image=e("SHARDWISE_TRAINER_IMAGE", cls.trainer_image),

@@ -6,9 +6,9 @@ very command a Kubernetes Job runs) in a process of its own. Like a Job's podFai
 
 The processes are forked from a multiprocessing forkserver that has imported torch and the
 trainer once: a job then starts in milliseconds instead of paying ~3 s of imports (torch, and the
-inductor that deterministic mode loads) every time. Each job still is its own process, with its own exit code and log, that
-dies with its reconciler; it gets the environment and working directory the reconciler has
-when it starts the job.
+inductor that deterministic mode loads) every time. Each job still is its own process, with its own
+exit code and log, that dies with its reconciler; it gets the environment and working directory the
+reconciler has when it starts the job.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 EXIT_BAD_CONFIG = 2
 # what the forkserver imports once, so that every job forked from it starts warm. torch._inductor:
@@ -71,7 +72,7 @@ def _main_module_hidden():
     more in every trainer, or fail for code read from stdin. So __main__'s spec and file are
     hidden for that moment, which is how multiprocessing treats an interactive session."""
     main = sys.modules["__main__"]
-    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
     main.__dict__.pop("__file__", None)
     main.__dict__["__spec__"] = None
     try:
@@ -81,7 +82,7 @@ def _main_module_hidden():
         main.__dict__.update(saved)
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context() -> Any:  # a forkserver or spawn context (typeshed's BaseContext has no Process)
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)

@@ -11,8 +11,8 @@ import uuid
 from typing import Protocol, TypeVar
 
 from shardwise.api import KINDS, Dataset, Experiment, ShardedModel
-from shardwise.api.experiment import EXPERIMENT_LABEL
 from shardwise.api.common import Resource, iso, now
+from shardwise.api.experiment import EXPERIMENT_LABEL
 from shardwise.api.immutable import IMMUTABLE, message
 from shardwise.errors import InvalidInput, NotFound
 from shardwise.store.base import Store

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import Resource, StatusBase

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from shardwise.api.common import Resource
-
 
 _FILTER = re.compile(r'^(\w+)\[\?\(@\.(\w+)=="([^"]*)"\)\]$')  # name[?(@.key=="value")]
 
@@ -30,8 +29,8 @@ def _path(doc: dict[str, Any], path: str) -> Any:
 def age(ts: str | None) -> str:
     if not ts:
         return "<unknown>"
-    t = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    s = int((datetime.now(timezone.utc) - t).total_seconds())
+    t = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    s = int((datetime.now(UTC) - t).total_seconds())
     for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= n:
             return f"{s // n}{unit}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 from shardwise.api import Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.dataset import DatasetStatus
@@ -60,9 +60,10 @@ class NamespaceReconciler:
             if access.refusal:
                 changed |= await self.resources.put_status(ds, _failed(ds, access.refusal))
                 continue
-            if await self.resources.put_status(ds, await _run(self.control.reconcile_dataset, ds, access.opener)):
+            st = await _run(self.control.reconcile_dataset, ds, access.opener)
+            if await self.resources.put_status(ds, st):
                 changed = True
-                self.resources.event(ds, ds.status.phase, ds.status.message or f"revision {ds.status.revision}")
+                self.resources.event(ds, st.phase, st.message or f"revision {st.revision}")
         return changed
 
     async def _accept_forgets(self, forgets: list[ForgetRequest]) -> bool:
@@ -74,10 +75,11 @@ class NamespaceReconciler:
         for ds_name, requests in pending.items():
             result = await _run(self.control.accept_forgets, ds_name, requests)
             for fr in requests:
-                if fr.name in result and await self.resources.put_status(fr, result[fr.name]):
+                st = result.get(fr.name)
+                if st is not None and await self.resources.put_status(fr, st):
                     changed = True
-                    self.resources.event(fr, fr.status.phase, fr.status.message
-                                         or f"tombstoned in dataset revision {fr.status.datasetRevision}")
+                    self.resources.event(fr, st.phase,
+                                         st.message or f"tombstoned in dataset revision {st.datasetRevision}")
         return changed
 
     async def _corrections(self, snap) -> bool:
@@ -138,10 +140,12 @@ class NamespaceReconciler:
 
     async def _evaluate(self, m: ShardedModel, version: int, status, work) -> bool:
         """The published version's held-out accuracy: read once the evaluation wrote it, else started."""
-        acc = await _run(self.control.evaluation, m, version)
-        if acc is not None:
+        done = await _run(self.control.evaluation, m, version)
+        if done is not None:
+            (acc,) = done
             status.accuracy, status.accuracyVersion = acc, version
-            self.log(f"shardedmodel/{m.name}: version {version} held-out accuracy {acc:.4f}")
+            self.log(f"shardedmodel/{m.name}: version {version} held-out accuracy "
+                     + ("n/a (no test samples)" if acc is None else f"{acc:.4f}"))
             return True
         name = evaluation_job_name(m.name, version)
         if not work.started(name):

@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
+import urllib3
+from minio import Minio
+
 from shardwise.errors import StoreUnavailable
 from shardwise.store.base import Store
 from shardwise.store.local import LocalStore, StoreMissing
@@ -24,11 +27,10 @@ def _env(*names: str) -> str:
     raise StoreUnavailable(f"an s3:// store needs {names[0]}{alt} set in the environment")
 
 
-def _http_client():
+def _http_client() -> urllib3.PoolManager:
     """minio's usual pool, but with urllib3's own retries off: S3Store's backoff is the one retry
     layer (8 tries over ~30 s by default, SHARDWISE_S3_ATTEMPTS), and it reports each retry."""
     import certifi
-    import urllib3
 
     return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=10, read=120), maxsize=10, retries=False,
@@ -40,11 +42,9 @@ def s3_attempts() -> int:
     return int(os.environ.get("SHARDWISE_S3_ATTEMPTS", "8"))
 
 
-def s3_client(endpoint: str, access_key: str, secret_key: str, region: str | None = None):
+def s3_client(endpoint: str, access_key: str, secret_key: str, region: str | None = None) -> Minio:
     """The one way a Minio client is made: `endpoint` as http(s)://host:port or host:port (plain http, as
     in-cluster and dev servers have it), with the pool above."""
-    from minio import Minio
-
     return Minio(endpoint.split("://", 1)[-1].rstrip("/"), access_key=access_key, secret_key=secret_key,
                  secure=endpoint.startswith("https://"), region=region, http_client=_http_client())
 

@@ -7,6 +7,7 @@ old object or the whole new one, never part of one.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -99,7 +100,7 @@ class Store(ABC):
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
 
-    def delete_prefix(self, prefix: str) -> list[str]:
+    def delete_prefix(self, prefix: str) -> builtins.list[str]:
         keys = self.list(prefix)
         for k in keys:
             self.delete(k)

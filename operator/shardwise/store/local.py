@@ -67,7 +67,8 @@ class LocalStore(Store):
     def _path(self, key: str) -> Path:
         name = check_key(key).rsplit("/", 1)[-1]
         if name.endswith(SIDECAR) or name.startswith(TMP_PREFIX):
-            raise InvalidInput(f"store key {key!r}: names ending in {SIDECAR} or starting with {TMP_PREFIX} are reserved")
+            raise InvalidInput(f"store key {key!r}: names ending in {SIDECAR} or starting with {TMP_PREFIX} "
+                               "are reserved")
         return self.root / key
 
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> None:

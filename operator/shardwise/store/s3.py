@@ -15,12 +15,13 @@ and never sets a retention or a legal hold itself.
 
 from __future__ import annotations
 
+import builtins
 import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import urllib3
 from minio import Minio
@@ -57,7 +58,7 @@ class ObjectVersion:
     size: int | None = None
 
 
-def _is_latest(o) -> bool:
+def _is_latest(o: Any) -> bool:
     """The SDK gives a listed version's IsLatest as the XML text ("true") on some servers."""
     return str(o.is_latest).lower() == "true"
 
@@ -115,7 +116,8 @@ class S3Store(Store):
                 return fn()
             except S3Error as e:
                 if e.code in AUTH_CODES:
-                    raise StoreUnavailable(f"S3 refused {what} on {self._where()}: {e.code} (check credentials)") from None
+                    raise StoreUnavailable(f"S3 refused {what} on {self._where()}: {e.code} "
+                                           "(check credentials)") from None
                 if e.code == "NoSuchBucket":
                     raise StoreUnavailable(f"S3 {self._where()} does not exist (during {what})") from None
                 if e.code not in TRANSIENT_CODES:
@@ -190,10 +192,11 @@ class S3Store(Store):
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> None:
         # Without sha256 the put also drops metadata an older version of the object had.
         # No retention and no legal hold, ever: every object must stay deletable by a purge.
-        meta = {META: sha256} if sha256 else None
+        meta: dict[str, str | list[str] | tuple[str]] | None = {META: sha256} if sha256 else None
         k = self._k(key)
         versioned = self.check_bucket()
-        self._call(f"put {key}", lambda: self.client.put_object(self.bucket, k, io.BytesIO(data), len(data), metadata=meta))
+        self._call(f"put {key}", lambda: self.client.put_object(self.bucket, k, io.BytesIO(data), len(data),
+                                                                    metadata=dict(meta) if meta else None))
         if versioned:  # the replaced version would outlive a later purge of this key: remove it now
             self._remove_versions(f"put {key}", k, keep_latest=True)
 
@@ -247,12 +250,12 @@ class S3Store(Store):
                            if not o.is_dir),
         )
 
-    def _versions_of(self, full_prefix: str) -> list:
+    def _versions_of(self, full_prefix: str) -> builtins.list[Any]:
         """Every version and delete marker under a full key prefix (raw SDK objects)."""
         return [o for o in self.client.list_objects(self.bucket, full_prefix, recursive=True, include_version=True)
                 if not o.is_dir]
 
-    def list_versions(self, prefix: str = "") -> list[ObjectVersion]:
+    def list_versions(self, prefix: str = "") -> builtins.list[ObjectVersion]:
         """Every stored version and delete marker under prefix, by key (newest first where the server says)."""
         full = self.prefix + check_prefix(prefix)
         n = len(self.prefix)
@@ -291,13 +294,13 @@ class S3Store(Store):
         self.check_bucket()
         self._remove_versions(f"delete {key}", k)
 
-    def delete_prefix(self, prefix: str) -> list[str]:
+    def delete_prefix(self, prefix: str) -> builtins.list[str]:
         """Remove every version of every key under prefix, in batches; returns the keys that were live."""
         full = self.prefix + check_prefix(prefix)
         n = len(self.prefix)
         self.check_bucket()
 
-        def go() -> list[str]:
+        def go() -> builtins.list[str]:
             found = self._versions_of(full)
             errors = [e for e in self.client.remove_objects(
                 self.bucket, [DeleteObject(o.object_name, o.version_id or None) for o in found])

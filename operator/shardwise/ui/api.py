@@ -24,7 +24,7 @@ from shardwise.brain.revision import RevisionState
 from shardwise.control import StoreControl
 from shardwise.data.table import SampleTable
 from shardwise.diagnosis.predictions import Predictions
-from shardwise.errors import InvalidInput, NotFound
+from shardwise.errors import NotFound
 from shardwise.store.base import Store
 from shardwise.ui import items as it
 from shardwise.ui.errors import ApiError  # noqa: F401  (re-exported: the server imports it from here)
@@ -83,8 +83,8 @@ class Annotator:
 
     # -- experiments ------------------------------------------------------------------------
     def experiment_names(self) -> list[str]:
-        prefix = self.layout.experiments()
-        return sorted({k[len(prefix):].split("/")[0] for k in self.store.list(prefix) if k.endswith("/report.json")})
+        return sorted(p.fields["experiment"] for k in self.store.list(self.layout.experiments())
+                      if (p := self.layout.parse(k)) and p.kind == "experiment-report")
 
     def experiments(self) -> dict[str, Any]:
         with self._lock:

@@ -60,7 +60,8 @@ def candidate_rows(report: dict, preds: Predictions) -> Rows:
         return np.array([conv(c[key]) for c in cands], dtype=dtype)
 
     return Rows(col("id", str),
-                col("label", np.int64, lambda v: code.get(v, -1)), col("suggested", np.int64, lambda v: code.get(v, -1)),
+                col("label", np.int64, lambda v: code.get(v, -1)),
+                col("suggested", np.int64, lambda v: code.get(v, -1)),
                 col("score", np.float64), col("labelProb", np.float64), col("suggestedProb", np.float64),
                 col("train", bool), col("shard", np.int32), col("slice", np.int32))
 

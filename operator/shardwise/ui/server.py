@@ -32,7 +32,8 @@ from shardwise.ui.fixes import Fixes
 
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "style.css": "text/css; charset=utf-8"}
-CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'"
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'")
 MAX_BODY = 64 * 1024
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -48,12 +49,12 @@ class UiServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), self.server_address[1]
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
     def allowed_hosts(self) -> set[str] | None:
         """Host headers accepted on a loopback bind; None (any) on another address, where names vary."""
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), self.server_address[1]
         return {f"{n}:{port}" for n in LOOPBACK} if host in LOOPBACK else None
 
 
@@ -182,8 +183,9 @@ def serve(server: UiServer, out=sys.stdout) -> None:
     a = server.annotator
     print(f"shardwise ui: {server.url} (namespace {a.namespace}, acting as {a.user}); Ctrl-C to stop",
           file=out, flush=True)
-    if server.server_address[0] not in LOOPBACK:
-        print(f"warning: listening on {server.server_address[0]}: anyone who can reach it changes labels as "
+    host = str(server.server_address[0])
+    if host not in LOOPBACK:
+        print(f"warning: listening on {host}: anyone who can reach it changes labels as "
               f"{a.user}", file=sys.stderr)
     try:
         server.serve_forever(poll_interval=0.5)
