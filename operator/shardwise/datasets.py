@@ -279,7 +279,7 @@ class DatasetStore:
             return []
         keep = {cur["payload"]["key"], cur["state"]["key"]}
         L, payloads = self.layout, self.layout.dataset_payloads(name)
-        stale = [k for k in self.store.list(L.dataset(name) + "/") if k not in keep
+        stale = [k for k in self.store.list(L.dataset_objects(name)) if k not in keep
                  and (k.startswith(payloads) or ((p := L.parse(k)) is not None and p.kind == "dataset-state"))]
         for k in stale:
             self.store.delete(k)

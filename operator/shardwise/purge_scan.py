@@ -137,7 +137,7 @@ def checkpoint_held(shard: int, slc: int, rev: int, key: str, lineages: Iterable
 def refs_held(refs: Iterable[CheckpointRef], namespace: str, gone: Gone) -> dict[str, set[int]]:
     """For manifests and job records: each named checkpoint that holds forgotten samples."""
     out: dict[str, set[int]] = {}
-    prefix = namespace + "/"
+    prefix = Layout(namespace).root()
     for ref in refs:
         c = classify(ref.key[len(prefix):]) if ref.key.startswith(prefix) else None
         bound = int(c[1]["revision"]) if c and c[0] == "checkpoint" else 0  # a key of no known form: assume the worst
@@ -313,7 +313,7 @@ class _Scan:
 
     # -- the walk ---------------------------------------------------------------------------
     def run(self) -> ScanReport:
-        prefix = self.ns + "/"
+        prefix = self.L.root()
         entries = list_entries(self.store, prefix)
         live = [e for e in entries if not e.delete_marker]
         self.report.delete_markers = len(entries) - len(live)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from shardwise.api.jobs import EvaluationRequest
+from shardwise.api.jobs import EvaluationRequest, EvaluationResult
 from shardwise.api.model import ShardedModelSpec
 from shardwise.brain.ensemble import aggregate
 from shardwise.brain.lineage import CheckpointRef
@@ -40,11 +40,12 @@ def evaluate_version(store: Store, request: EvaluationRequest | dict[str, Any]) 
         return result
     chosen = {"test": ~view.train, "train": view.train, "all": np.ones_like(view.train)}[split]
     test = np.flatnonzero(chosen & view.state.active)
-    result = {"version": n, "split": split, "samples": int(test.size), "accuracy": None}
+    accuracy = None
     if test.size:
         probs = predict_proba(store, spec, version.finals(), view.table.features[test], len(view.table.class_names))
         pred = aggregate(probs, spec.aggregation, version.voting()).argmax(1)
-        result["accuracy"] = float((pred == view.state.labels[test]).mean())
+        accuracy = float((pred == view.state.labels[test]).mean())
+    result = EvaluationResult(version=n, split=split, samples=int(test.size), accuracy=accuracy).model_dump(mode="json")
     store.put_json(req.output or L.evaluation(name, uid, n), result)
     return result
 

@@ -66,6 +66,15 @@ class JobStatus(Lenient):
         return self.model_dump(mode="json", exclude_defaults=True)
 
 
+class EvaluationResult(Lenient):
+    """A version's held-out evaluation as the trainer writes it (an Experiment writes its full report)."""
+
+    version: int
+    split: Literal["test", "train", "all"]
+    samples: int = Field(ge=0)
+    accuracy: float | None = Field(None, description="None when the split has no sample to measure on.")
+
+
 class Baseline(Strict):
     experiment: str
     report: str

@@ -210,7 +210,7 @@ class DatasetControl(ControlBase):
             report = self.store.get_json(key)
             if report.get("dataset") != dataset:
                 continue
-            pkey = report.get("predictionsKey") or key[: -len("report.json")] + "predictions.npz"
+            pkey = report.get("predictionsKey") or self.layout.experiment_predictions(experiment)
             try:
                 preds = Predictions.from_npz(self.store.get_verified(pkey))
                 preds, n = redact_predictions(preds, gone_of(preds.ids.astype(str).tolist()))

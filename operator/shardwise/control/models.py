@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from shardwise.api import Dataset, ShardedModel
 from shardwise.api.common import iso, now
-from shardwise.api.jobs import Checkpoint, EvaluationRequest, JobStatus, TrainingRequest
+from shardwise.api.jobs import Checkpoint, EvaluationRequest, EvaluationResult, JobStatus, TrainingRequest
 from shardwise.api.model import ShardedModelSpec, ShardedModelStatus
 from shardwise.brain.lineage import CheckpointRef, slice_fingerprints
 from shardwise.brain.model import ModelObservation, StartJob
@@ -160,7 +160,7 @@ class ModelControl(DatasetControl):
         L = self.layout
         v = self.view(spec.datasetRef, revision)
         gone = v.gone(spec.shards, spec.slices, spec.training.seed, spec.groupBy == "owner")
-        kinds = {k: p.kind for k in self.store.list(L.model(model, uid) + "/") if (p := L.parse(k))}
+        kinds = {k: p.kind for k in self.store.list(L.model_objects(model, uid)) if (p := L.parse(k))}
         metas = [k for k, kind in kinds.items() if kind == "checkpoint-meta"]
         stored = [CheckpointRef.from_dict(self.store.get_json(k)) for k in metas]
         vdocs = {n: self.store.get_json(L.version(model, uid, n)) for n in self._version_numbers(model, uid)}
@@ -266,10 +266,10 @@ class ModelControl(DatasetControl):
         """(held-out accuracy,) once the version was evaluated (None inside: no test sample to measure it
         on); None before."""
         try:
-            acc = self.store.get_json(self.layout.evaluation(m.name, _uid(m), version))["accuracy"]
+            doc = self.store.get_json(self.layout.evaluation(m.name, _uid(m), version))
         except NotFound:
             return None
-        return (None if acc is None else float(acc),)
+        return (EvaluationResult.model_validate(doc).accuracy,)
 
 
 def _dataset_problem(name: str, namespace: str, dataset: Dataset | None | bool) -> tuple[str, str] | None:

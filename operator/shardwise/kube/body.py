@@ -161,7 +161,7 @@ class Body:
             return 0
         async with _locks[m.namespace]:  # not while a pass of its namespace may write under the model's prefix
             control = (await self.reconciler(m.namespace)).control
-            prefix = control.layout.model(m.name, m.metadata.uid or "nouid") + "/"
+            prefix = control.layout.model_objects(m.name, m.metadata.uid or "nouid")
             n = len(await asyncio.to_thread(control.store.delete_prefix, prefix))
             await asyncio.to_thread(control.forget_model, m)
         return n

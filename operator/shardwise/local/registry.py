@@ -120,7 +120,7 @@ class Registry:
         later forgets still find and purge its checkpoints."""
         if m.spec.storagePolicy == "Delete":
             uid = m.metadata.uid or "nouid"
-            self.store.delete_prefix(self.layout.model(m.name, uid) + "/")
+            self.store.delete_prefix(self.layout.model_objects(m.name, uid))
             self.store.delete(self.layout.dataset_trained(m.spec.datasetRef, m.name, uid))
 
 

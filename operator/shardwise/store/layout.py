@@ -26,6 +26,10 @@ class Layout:
     def __post_init__(self) -> None:
         _ok("namespace", self.namespace)
 
+    def root(self) -> str:
+        """The namespace's prefix: every key of it starts so."""
+        return f"{self.namespace}/"
+
     # -- resources of the local body (the kube body keeps them in the API server)
     def resource(self, plural: str, name: str) -> str:
         return f"{self.namespace}/resources/{plural}/{_ok('name', name)}.json"
@@ -36,6 +40,9 @@ class Layout:
     # -- datasets
     def dataset(self, ds: str) -> str:
         return f"{self.namespace}/datasets/{_ok('dataset', ds)}"
+
+    def dataset_objects(self, ds: str) -> str:
+        return f"{self.dataset(ds)}/"
 
     def dataset_current(self, ds: str) -> str:
         return f"{self.dataset(ds)}/current.json"
@@ -68,6 +75,10 @@ class Layout:
     # -- models
     def model(self, name: str, uid: str) -> str:
         return f"{self.namespace}/models/{_ok('model', name)}/{_ok('uid', uid)}"
+
+    def model_objects(self, name: str, uid: str) -> str:
+        """The prefix of everything stored for one model (its deletion removes it)."""
+        return f"{self.model(name, uid)}/"
 
     def checkpoint(self, name: str, uid: str, shard: int, slc: int, rev: int) -> str:
         return f"{self.model(name, uid)}/shard-{shard}/slice-{slc}/r{rev:06d}/checkpoint"
