@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pydantic import ValidationError
 
-    from shardwise.api.jobs import Checkpoint, JobStatus, TrainingRequest
+    from shardwise.api.jobs import JobStatus, TrainingRequest
     from shardwise.api.validation import describe_validation
     from shardwise.errors import CorruptObject, ShardwiseError, Superseded
     from shardwise.store import open_store
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             report(JobStatus(state="failed", message=f"superseded: {e}", superseded=True))
             return EXIT_BAD_CONFIG
         # the slices it could train are exact for its revision: a shorter chain, which the reconciler extends
-        report(JobStatus(state="succeeded", chain=request.keep + [Checkpoint.of(r) for r in e.refs],
+        report(JobStatus(state="succeeded", chain=request.keep + [r.checkpoint() for r in e.refs],
                          computeSeconds=e.compute, wallSeconds=time.time() - t0, message=f"superseded: {e}"))
         return 0
     except (ValueError, ValidationError) as e:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         report(JobStatus(state="failed", message=f"{type(e).__name__}: {e}"))
         return 1
-    report(JobStatus(state="succeeded", chain=request.keep + [Checkpoint.of(r) for r in refs],
+    report(JobStatus(state="succeeded", chain=request.keep + [r.checkpoint() for r in refs],
                      computeSeconds=compute, wallSeconds=time.time() - t0))
     return 0
 

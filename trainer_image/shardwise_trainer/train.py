@@ -108,7 +108,7 @@ def train_shard(
         raise Superseded(f"{why}; nothing of this job can be trained at its revision")
     assignment = view.assignment(spec.shards, spec.slices, seed, by_owner)
     fps = slice_fingerprints(assignment, view.state, view.id_words)[shard]
-    keep = [c.ref() for c in req.keep]
+    keep = [CheckpointRef.of(c) for c in req.keep]
     if len(keep) != start:
         raise ValueError(f"request keeps {len(keep)} checkpoints but starts at slice {start}")
 

@@ -11,11 +11,11 @@ from pydantic import Field
 
 from shardwise.api.common import Lenient, Strict
 from shardwise.api.model import ShardedModelSpec
-from shardwise.brain.lineage import CheckpointRef
 
 
 class Checkpoint(Strict):
-    """A stored checkpoint as requests and statuses name it (brain.lineage.CheckpointRef)."""
+    """A stored checkpoint as requests and statuses name it: brain.lineage.CheckpointRef's dict form
+    (`CheckpointRef.of(c)`, `ref.checkpoint()`)."""
 
     shard: int = Field(ge=0)
     slice: int = Field(ge=0)
@@ -24,13 +24,6 @@ class Checkpoint(Strict):
     weightsSha256: str
     fingerprints: list[str]
     revisions: list[int]
-
-    @classmethod
-    def of(cls, ref: CheckpointRef) -> Checkpoint:
-        return cls.model_validate(ref.to_dict())
-
-    def ref(self) -> CheckpointRef:
-        return CheckpointRef.from_dict(self.model_dump())
 
 
 class TrainingRequest(Strict):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from shardwise.api.jobs import Checkpoint
 from shardwise.brain.assignment import Assignment
 from shardwise.brain.revision import RevisionState
 
@@ -72,6 +73,15 @@ class CheckpointRef:
             "fingerprints": list(self.fingerprints),
             "revisions": list(self.revisions),
         }
+
+    @classmethod
+    def of(cls, c: Checkpoint) -> CheckpointRef:
+        """From its form in a job request or status."""
+        return cls.from_dict(c.model_dump())
+
+    def checkpoint(self) -> Checkpoint:
+        """Its form in a job request or status."""
+        return Checkpoint.model_validate(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CheckpointRef:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,6 +55,10 @@ class VersionManifest:
 # waiting: the Job exists but is held (suspended until Kueue admits it); it counts as started work
 JobState = Literal["waiting", "running", "succeeded", "failed"]
 STARTED = ("waiting", "running")
+# How a body sees a job: "waiting" (held for admission by a queue), "running", "succeeded", "failed", or
+# None when it is not running anywhere (never started, or interrupted by a restart: start it again).
+# The dict is the status the trainer wrote to the store ({} when none); a body may add a "message" to it.
+JobLiveness = Callable[[str, dict[str, Any]], JobState | None]
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ never the other way round.
 
 from __future__ import annotations
 
+from shardwise.brain.versions import JobLiveness
 from shardwise.control.base import VIEW_CACHE, Log
 from shardwise.control.datasets import CLI_FIELDS, CORRECTION_FIELDS
 from shardwise.control.forgets import ForgetControl
-from shardwise.reconcile.ports import JobLiveness
 
 __all__ = ["CLI_FIELDS", "CORRECTION_FIELDS", "VIEW_CACHE", "JobLiveness", "Log", "StoreControl"]
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from shardwise.api import Dataset, ShardedModel
 from shardwise.api.common import iso, now
-from shardwise.api.jobs import Checkpoint, EvaluationRequest, EvaluationResult, JobStatus, TrainingRequest
+from shardwise.api.jobs import EvaluationRequest, EvaluationResult, JobStatus, TrainingRequest
 from shardwise.api.model import ShardedModelSpec, ShardedModelStatus
 from shardwise.brain.lineage import CheckpointRef, slice_fingerprints
 from shardwise.brain.model import ModelObservation, StartJob
 from shardwise.brain.purge import orphans_to_delete, plan_purge
-from shardwise.brain.versions import STARTED, JobRecord, VersionManifest, jobs_in_version
+from shardwise.brain.versions import STARTED, JobLiveness, JobRecord, VersionManifest, jobs_in_version
 from shardwise.control.base import _uid
 from shardwise.control.datasets import DatasetControl
 from shardwise.errors import CorruptObject, NotFound
 from shardwise.faults import fault_point
-from shardwise.reconcile.ports import JobLiveness  # how a body sees a job (see there)
 
 
 class ModelControl(DatasetControl):
@@ -80,7 +79,7 @@ class ModelControl(DatasetControl):
             js = JobStatus.model_validate(st)
             out.append(JobRecord(
                 name=name, shard=req.shard, from_slice=req.fromSlice, revision=req.revision, state=state,
-                chain=tuple(c.ref() for c in js.chain), message=js.message, seconds=js.computeSeconds,
+                chain=tuple(CheckpointRef.of(c) for c in js.chain), message=js.message, seconds=js.computeSeconds,
                 corrupt=js.corrupt, slices_done=js.slicesDone, extra={"wallSeconds": js.wallSeconds},
             ))
         return out
@@ -100,7 +99,7 @@ class ModelControl(DatasetControl):
         request = TrainingRequest(
             job=a.name, namespace=self.namespace, model=m.name, uid=uid, spec=m.spec, dataset=m.spec.datasetRef,
             shard=a.shard, fromSlice=a.from_slice, revision=a.revision, purpose=a.purpose,
-            parent=Checkpoint.of(a.parent) if a.parent else None, keep=[Checkpoint.of(r) for r in a.keep])
+            parent=a.parent.checkpoint() if a.parent else None, keep=[r.checkpoint() for r in a.keep])
         key = L.job_request(m.name, uid, a.name)
         self.record_trained(m)
         self.store.put_json(key, request.model_dump(mode="json"))

@@ -23,6 +23,7 @@ from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, Sharde
 from shardwise.api.common import Resource, StatusBase, iso, now
 from shardwise.api.validation import describe_validation
 from shardwise.brain.model import StartJob
+from shardwise.brain.versions import JobLiveness, JobState
 from shardwise.control import StoreControl
 from shardwise.errors import ShardwiseError
 from shardwise.kube import metrics
@@ -36,7 +37,7 @@ from shardwise.kube.jobs import (
 )
 from shardwise.kube.settings import OperatorSettings
 from shardwise.reconcile.namespace import NamespaceReconciler
-from shardwise.reconcile.ports import JobLiveness, JobState, Snapshot, SourceAccess
+from shardwise.reconcile.ports import Snapshot, SourceAccess
 from shardwise.store import open_store, s3_attempts, s3_client
 from shardwise.store.base import Store
 from shardwise.store.s3 import S3Store

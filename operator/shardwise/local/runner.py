@@ -17,12 +17,13 @@ from pathlib import Path
 from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import Resource, StatusBase
 from shardwise.brain.model import StartJob
+from shardwise.brain.versions import JobState
 from shardwise.control import StoreControl
 from shardwise.datasets import DatasetView
 from shardwise.local.executor import LocalExecutor
 from shardwise.local.registry import Registry
 from shardwise.reconcile.namespace import NamespaceReconciler
-from shardwise.reconcile.ports import JobState, Snapshot, SourceAccess
+from shardwise.reconcile.ports import Snapshot, SourceAccess
 from shardwise.store.base import Store
 
 Log = Callable[[str], None]

@@ -6,18 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 from shardwise.api import Correction, Dataset, Experiment, ForgetRequest, ShardedModel
 from shardwise.api.common import Resource, StatusBase
 from shardwise.brain.model import StartJob
+from shardwise.brain.versions import JobState
 from shardwise.store.base import Store
 
-JobState = Literal["waiting", "running", "succeeded", "failed"]
-# How a body sees a job: "waiting" (held for admission by a queue), "running", "succeeded", "failed", or
-# None when it is not running anywhere (never started, or interrupted by a restart: start it again).
-# `st` is the status the trainer wrote to the store ({} when none); a body may add a "message" to it.
-JobLiveness = Callable[[str, dict], "JobState | None"]
 SourceOpener = Callable[[str], Store]
 
 
